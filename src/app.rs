@@ -1,0 +1,59 @@
+//! The server's shared state, built once at start-up from validated settings.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::auth::Authenticator;
+use crate::config::ServerConfig;
+use crate::password::Passwords;
+use crate::store::Store;
+use crate::token::{KeySet, TokenIssuer, TokenVerifier};
+use crate::users::Accounts;
+
+/// Everything a request handler may need. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The settings the server runs with.
+    pub config: Arc<ServerConfig>,
+    /// The user database.
+    pub store: Store,
+    /// Password hashing.
+    pub passwords: Passwords,
+    /// Access token signing.
+    pub issuer: TokenIssuer,
+    /// Access token checking for protected routes.
+    pub auth: Authenticator,
+    /// Account operations.
+    pub accounts: Accounts,
+}
+
+impl AppState {
+    /// Builds the state over a connected, migrated store.
+    pub fn new(config: ServerConfig, store: Store) -> Self {
+        let keys = Arc::new(KeySet::hs256(&config.secret));
+        let issuer = TokenIssuer::new(
+            keys.clone(),
+            &config.issuer,
+            &config.audience,
+            config.access_token_ttl,
+        );
+        let verifier = TokenVerifier::new(keys, &config.issuer, &config.audience, config.leeway);
+        let passwords = Passwords::new(&config.passwords, config.hash_workers, config.hash_queue);
+        passwords.warm_up();
+        Self {
+            auth: Authenticator::with_store(verifier, store.clone()),
+            accounts: Accounts::new(store.clone(), passwords.clone()),
+            config: Arc::new(config),
+            store,
+            passwords,
+            issuer,
+        }
+    }
+}
+
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}

@@ -1,0 +1,335 @@
+//! `POST /token`: the OAuth2 token endpoint (RFC 6749 §4.3 password grant).
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::auth::store_unavailable;
+use crate::error::{ApiError, ErrorBody};
+use crate::form::Form;
+use crate::password::HashError;
+use crate::token::Grant;
+use crate::users::{MAX_USERNAME_BYTES, User};
+
+/// Largest accepted token request body.
+pub const MAX_TOKEN_REQUEST_BYTES: usize = 16 * 1024;
+
+/// The client id recorded in tokens when the client names none.
+pub const DEFAULT_CLIENT_ID: &str = "public";
+
+/// The one answer to a wrong password and to an unknown user.
+const BAD_CREDENTIALS: &str = "incorrect username or password";
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(issue_token))
+}
+
+/// The token request form (`application/x-www-form-urlencoded`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct TokenForm {
+    /// `password`; may be omitted when `username` and `password` are sent.
+    #[schema(example = "password")]
+    grant_type: Option<String>,
+    /// The username.
+    username: Option<String>,
+    /// The password.
+    #[schema(format = Password)]
+    password: Option<String>,
+    /// Space-separated scopes to request; none requests the user's defaults.
+    scope: Option<String>,
+    /// The public client's id (optional).
+    client_id: Option<String>,
+    /// A client secret (public clients send none).
+    client_secret: Option<String>,
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    /// The signed JWT access token.
+    pub access_token: String,
+    /// Always `bearer`.
+    #[schema(example = "bearer")]
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    #[schema(example = 1800)]
+    pub expires_in: u64,
+    /// The granted scopes.
+    #[schema(example = "me items")]
+    pub scope: String,
+}
+
+/// Log in with a username and password.
+///
+/// Returns an access token. Wrong passwords and unknown users get the same
+/// `invalid_grant` answer.
+#[utoipa::path(
+    post,
+    path = "/token",
+    tag = "auth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A new access token", body = TokenResponse,
+         headers(("Cache-Control" = String), ("Pragma" = String))),
+        (status = 400, description = "Refused: `invalid_request`, `invalid_grant`, `invalid_scope` or `unsupported_grant_type`", body = ErrorBody),
+        (status = 401, description = "`invalid_client`: wrong client secret", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 503, description = "Too many logins in progress; retry later", body = ErrorBody),
+    )
+)]
+pub(super) async fn issue_token(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let (parts, body) = request.into_parts();
+    require_form_content_type(&parts.headers)?;
+    let body = axum::body::to_bytes(body, MAX_TOKEN_REQUEST_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let form = Form::parse(&body).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let client_id = authenticate_client(&parts.headers, &form)?;
+
+    let grant_type = match form.get("grant_type") {
+        Some(grant_type) => grant_type,
+        // Clients written for the tutorial send no grant_type.
+        None if form.get("username").is_some() || form.get("password").is_some() => "password",
+        None => {
+            return Err(ApiError::InvalidRequest(
+                "missing parameter: grant_type".into(),
+            ));
+        }
+    };
+    let response = match grant_type {
+        "password" => password_grant(&state, &form, &client_id, peer).await?,
+        _ => return Err(ApiError::UnsupportedGrantType),
+    };
+    Ok(token_response(response))
+}
+
+async fn password_grant(
+    state: &AppState,
+    form: &Form,
+    client_id: &str,
+    peer: Option<std::net::IpAddr>,
+) -> Result<TokenResponse, ApiError> {
+    let username = required(form, "username")?;
+    let password = required(form, "password")?;
+    let requested = parse_scope(form.get("scope"))?;
+
+    // A username that cannot exist costs the same hash as one that does not.
+    let user = if username.len() <= MAX_USERNAME_BYTES {
+        state
+            .store
+            .user_by_name(username)
+            .await
+            .map_err(store_unavailable)?
+    } else {
+        None
+    };
+    let verification = state
+        .passwords
+        .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+        .await
+        .map_err(hash_error)?;
+    let Some(user) = user.filter(|_| verification.matches) else {
+        tracing::info!(target: "gatehouse::audit", event = "login", outcome = "failure",
+                       username = %username, client_ip = ?peer, "login refused");
+        return Err(ApiError::InvalidGrant(BAD_CREDENTIALS.into()));
+    };
+    if user.disabled {
+        tracing::info!(target: "gatehouse::audit", event = "login", outcome = "disabled",
+                       username = %username, client_ip = ?peer, "login refused: account disabled");
+        return Err(ApiError::InvalidGrant("account disabled".into()));
+    }
+    let scope = grant_scope(&user, requested.as_deref())?;
+    if verification.needs_rehash {
+        upgrade_hash_in_background(state, &user, password);
+    }
+    let issued = state
+        .issuer
+        .issue(
+            &Grant {
+                subject: &user.username,
+                scope: &scope,
+                client_id,
+                version: user.token_version,
+            },
+            crate::token::now(),
+        )
+        .map_err(ApiError::Internal)?;
+    tracing::info!(target: "gatehouse::audit", event = "login", outcome = "success",
+                   username = %user.username, client_ip = ?peer, jti = %issued.claims.jti,
+                   "token issued");
+    Ok(TokenResponse {
+        access_token: issued.token,
+        token_type: "bearer".to_owned(),
+        expires_in: issued.expires_in,
+        scope,
+    })
+}
+
+/// The granted scope: the requested scopes if the user may have them all,
+/// or all of the user's scopes when none were requested.
+fn grant_scope(user: &User, requested: Option<&[String]>) -> Result<String, ApiError> {
+    match requested {
+        None => Ok(user.scopes.join(" ")),
+        Some(requested) => {
+            if let Some(denied) = requested.iter().find(|s| !user.scopes.contains(s)) {
+                return Err(ApiError::InvalidScope(format!(
+                    "the scope {denied:?} is not available to this user"
+                )));
+            }
+            Ok(requested.join(" "))
+        }
+    }
+}
+
+/// Splits and checks a `scope` parameter; `None` when absent.
+fn parse_scope(scope: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(scope) = scope else { return Ok(None) };
+    let mut scopes: Vec<String> = Vec::new();
+    for s in scope.split(' ').filter(|s| !s.is_empty()) {
+        crate::users::validate_scope(s).map_err(ApiError::InvalidScope)?;
+        if !scopes.iter().any(|t| t == s) {
+            scopes.push(s.to_owned());
+        }
+    }
+    Ok((!scopes.is_empty()).then_some(scopes))
+}
+
+fn upgrade_hash_in_background(state: &AppState, user: &User, password: &str) {
+    let passwords = state.passwords.clone();
+    let store = state.store.clone();
+    let username = user.username.clone();
+    let old = user.password_hash.clone();
+    let password = password.to_owned();
+    tokio::spawn(async move {
+        let result = match passwords.hash(&password).await {
+            Ok(new) => store
+                .upgrade_password_hash(&username, &old, &new)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(_) => tracing::info!(username = %username, "password hash upgraded"),
+            Err(error) => {
+                tracing::warn!(username = %username, %error, "password hash upgrade failed")
+            }
+        }
+    });
+}
+
+fn required<'f>(form: &'f Form, name: &str) -> Result<&'f str, ApiError> {
+    form.get(name)
+        .ok_or_else(|| ApiError::InvalidRequest(format!("missing parameter: {name}")))
+}
+
+fn hash_error(error: HashError) -> ApiError {
+    match error {
+        HashError::Overloaded => ApiError::Unavailable {
+            reason: "too many logins in progress",
+            retry_after: 1,
+        },
+        HashError::Failed(cause) => ApiError::Internal(anyhow::anyhow!(cause)),
+    }
+}
+
+fn require_form_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let mut parts = v.split(';').map(str::trim);
+            let essence = parts.next().unwrap_or_default();
+            essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                && parts.all(|p| {
+                    p.split_once('=').is_some_and(|(k, v)| {
+                        !k.trim().eq_ignore_ascii_case("charset")
+                            || v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+                    })
+                })
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidRequest(
+            "the body must be application/x-www-form-urlencoded".into(),
+        ))
+    }
+}
+
+/// Identifies the client (RFC 6749 §2.3). Public clients may send their id
+/// in the form or as HTTP Basic with an empty secret (Swagger UI sends
+/// `Basic Og==`); no confidential clients are registered, so any secret is
+/// refused.
+fn authenticate_client(headers: &HeaderMap, form: &Form) -> Result<String, ApiError> {
+    let basic = basic_credentials(headers)?;
+    let (basic_id, basic_secret) = basic.unwrap_or_default();
+    if !basic_secret.is_empty() || form.get("client_secret").is_some() {
+        return Err(ApiError::InvalidClient(
+            "client authentication failed: unknown client or wrong secret".into(),
+        ));
+    }
+    let form_id = form.get("client_id").unwrap_or_default();
+    let id = match (basic_id.as_str(), form_id) {
+        ("", "") => DEFAULT_CLIENT_ID,
+        (id, "") | ("", id) => id,
+        (a, b) if a == b => a,
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "client_id in the form differs from the Authorization header".into(),
+            ));
+        }
+    };
+    if id.len() > 128 || !id.chars().all(|c| (' '..='~').contains(&c)) {
+        return Err(ApiError::InvalidRequest("client_id is malformed".into()));
+    }
+    Ok(id.to_owned())
+}
+
+/// `Basic` credentials from `Authorization`, form-urldecoded (RFC 6749 §2.3.1);
+/// `None` when the header is absent. Bearer or other schemes are refused.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || ApiError::InvalidClient("malformed client credentials".into());
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(malformed());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    let unescape = |s: &str| {
+        let form = Form::parse(format!("v={s}").as_bytes()).map_err(|_| malformed())?;
+        Ok::<_, ApiError>(form.get("v").unwrap_or_default().to_owned())
+    };
+    Ok(Some((unescape(id)?, unescape(secret)?)))
+}
+
+fn token_response(body: TokenResponse) -> Response {
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}

@@ -1,0 +1,116 @@
+//! The tutorial's business API, protected through the library exactly as an
+//! outside application would protect its own routes: by taking [`AuthUser`].
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::auth::{AuthUser, store_unavailable};
+use crate::error::{ApiError, ErrorBody};
+use crate::users::User;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(read_users_me))
+        .routes(routes!(read_own_items))
+}
+
+/// The same handlers with a trailing slash: they answer the same, without
+/// a redirect (a redirect would drop the `Authorization` header in some
+/// clients). Not listed in the OpenAPI document.
+pub(super) fn aliases() -> Router<AppState> {
+    Router::new()
+        .route("/users/me/", get(read_users_me))
+        .route("/users/me/items/", get(read_own_items))
+}
+
+/// The current user as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    /// Login name.
+    #[schema(example = "alice")]
+    pub username: String,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// Display name.
+    pub full_name: Option<String>,
+    /// Whether the account is disabled (always false for a caller who got in).
+    pub disabled: bool,
+}
+
+/// One item owned by the current user.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Item {
+    /// Item id.
+    #[schema(example = "Foo")]
+    pub item_id: String,
+    /// The owner's username.
+    #[schema(example = "alice")]
+    pub owner: String,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> Self {
+        Self {
+            username: user.username.clone(),
+            email: user.email.clone(),
+            full_name: user.full_name.clone(),
+            disabled: user.disabled,
+        }
+    }
+}
+
+/// The signed-in user.
+#[utoipa::path(
+    get,
+    path = "/users/me",
+    tag = "users",
+    security(("OAuth2PasswordBearer" = ["me"])),
+    responses(
+        (status = 200, description = "The current user", body = UserView),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorBody,
+         headers(("WWW-Authenticate" = String))),
+        (status = 503, description = "The user database is unavailable", body = ErrorBody),
+    )
+)]
+async fn read_users_me(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<UserView>, ApiError> {
+    if let Some(account) = user.account() {
+        return Ok(Json(UserView::from(account)));
+    }
+    let account = state
+        .store
+        .user_by_name(user.username())
+        .await
+        .map_err(store_unavailable)?
+        .ok_or_else(|| ApiError::InvalidToken("the user no longer exists".into()))?;
+    Ok(Json(UserView::from(&account)))
+}
+
+/// The signed-in user's items.
+#[utoipa::path(
+    get,
+    path = "/users/me/items",
+    tag = "users",
+    security(("OAuth2PasswordBearer" = ["me", "items"])),
+    responses(
+        (status = 200, description = "The current user's items", body = [Item]),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorBody,
+         headers(("WWW-Authenticate" = String))),
+        (status = 503, description = "The user database is unavailable", body = ErrorBody),
+    )
+)]
+async fn read_own_items(user: AuthUser) -> Json<Vec<Item>> {
+    Json(vec![Item {
+        item_id: "Foo".to_owned(),
+        owner: user.username().to_owned(),
+    }])
+}

@@ -1,0 +1,199 @@
+//! Storage: the [`Store`] exposes domain operations and hides SQL. The
+//! engine is chosen by the URL scheme; each engine lives in its own module
+//! with its own embedded migrations, and both behave the same.
+
+mod sqlite;
+
+use std::time::Duration;
+
+use crate::users::{NewUser, User};
+
+pub use sqlite::SqliteStore;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A row with the same unique key exists.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// No such row.
+    #[error("no such user")]
+    NotFound,
+    /// The database cannot be reached right now.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The URL is not one this build understands.
+    #[error("{0}")]
+    BadUrl(String),
+    /// Anything else the database said.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// Maps a driver error, telling apart the cases callers act on.
+    pub(crate) fn from_sqlx(error: sqlx::Error, what: &str) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Self::Conflict(what.to_owned())
+            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => Self::Unavailable(error.to_string()),
+            _ => Self::Other(error.to_string()),
+        }
+    }
+}
+
+/// Connection settings shared by the engines.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Most connections held open.
+    pub max_connections: u32,
+    /// How long to wait for a connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The user database.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// Embedded SQLite (the default).
+    Sqlite(SqliteStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($store) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Connects to the database named by `url` (`sqlite://…`), creating a
+    /// SQLite file if it does not exist. Does not migrate.
+    ///
+    /// # Errors
+    /// An unknown URL scheme or an unreachable database.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite(SqliteStore::connect(url, options).await?))
+        } else {
+            Err(StoreError::BadUrl(format!(
+                "DATABASE_URL must start with sqlite:// (got {:?})",
+                url.split(':').next().unwrap_or_default()
+            )))
+        }
+    }
+
+    /// Applies the embedded migrations that are not applied yet.
+    ///
+    /// # Errors
+    /// A migration failed or the database is unreachable.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.migrate().await)
+    }
+
+    /// Answers when the database answers (for readiness).
+    ///
+    /// # Errors
+    /// The database does not answer.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    /// Creates a user.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if the username is taken.
+    pub async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
+        dispatch!(self, s => s.create_user(user).await)
+    }
+
+    /// The user with exactly this username.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        dispatch!(self, s => s.user_by_name(username).await)
+    }
+
+    /// Every user, by username.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        dispatch!(self, s => s.list_users().await)
+    }
+
+    /// Enables or disables a user; disabling voids their tokens.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown user.
+    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<User, StoreError> {
+        dispatch!(self, s => s.set_disabled(username, disabled).await)
+    }
+
+    /// Replaces the password hash and voids the user's tokens.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown user.
+    pub async fn set_password_hash(&self, username: &str, hash: &str) -> Result<User, StoreError> {
+        dispatch!(self, s => s.set_password_hash(username, hash).await)
+    }
+
+    /// Replaces `old` with an upgraded hash of the same password, unless the
+    /// hash changed meanwhile. Tokens stay valid. Returns whether it replaced.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn upgrade_password_hash(
+        &self,
+        username: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.upgrade_password_hash(username, old, new).await)
+    }
+
+    /// Voids every outstanding token of the user.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown user.
+    pub async fn bump_token_version(&self, username: &str) -> Result<User, StoreError> {
+        dispatch!(self, s => s.bump_token_version(username).await)
+    }
+
+    /// Deletes a user.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown user.
+    pub async fn delete_user(&self, username: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.delete_user(username).await)
+    }
+}
+
+/// Joins scopes for storage (space-separated, as in the `scope` claim).
+pub(crate) fn join_scopes(scopes: &[String]) -> String {
+    scopes.join(" ")
+}
+
+/// Splits stored scopes.
+pub(crate) fn split_scopes(scopes: &str) -> Vec<String> {
+    scopes.split_ascii_whitespace().map(str::to_owned).collect()
+}
+
+/// Seconds since the epoch to a UTC time (the epoch itself if out of range).
+pub(crate) fn from_unix(seconds: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(seconds, 0).unwrap_or_default()
+}

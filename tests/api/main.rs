@@ -1,0 +1,10 @@
+//! The integration tests: the real server, a real database, a real client.
+
+// A failed step should fail the test loudly, helpers included.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod helpers;
+mod login;
+mod openapi;
+mod protected;

@@ -82,6 +82,18 @@ impl Authenticator {
         }
     }
 
+    /// Accepts HS256 tokens made with `secret` by the given issuer for the
+    /// given audience: what an application next to a Gatehouse server needs.
+    ///
+    /// # Errors
+    /// A secret under 32 bytes.
+    pub fn hs256(secret: &str, issuer: &str, audience: &str) -> Result<Self, String> {
+        let secret = crate::config::check_secret(Some(crate::config::Secret::new(secret)))?;
+        let keys = Arc::new(crate::token::KeySet::hs256(&secret));
+        let verifier = TokenVerifier::new(keys, issuer, audience, std::time::Duration::ZERO);
+        Ok(Self::new(verifier))
+    }
+
     /// Also requires that the token's user exists, is enabled, and that the
     /// token is of the user's current generation (not voided by a password
     /// change, a disable, or a revoke-all).

@@ -5,6 +5,7 @@
 
 mod cli;
 mod helpers;
+mod library;
 mod login;
 mod openapi;
 mod protected;

@@ -8,7 +8,7 @@ use crate::auth::Authenticator;
 use crate::config::ServerConfig;
 use crate::password::Passwords;
 use crate::store::Store;
-use crate::token::{KeySet, TokenIssuer, TokenVerifier};
+use crate::token::{TokenIssuer, TokenVerifier};
 use crate::users::Accounts;
 
 /// Everything a request handler may need. Cloning is cheap.
@@ -31,7 +31,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the state over a connected, migrated store.
     pub fn new(config: ServerConfig, store: Store) -> Self {
-        let keys = Arc::new(KeySet::hs256(&config.secret));
+        let keys = config.keys.clone();
         let issuer = TokenIssuer::new(
             keys.clone(),
             &config.issuer,
@@ -49,6 +49,24 @@ impl AppState {
             passwords,
             issuer,
         }
+    }
+}
+
+impl AppState {
+    /// Prunes expired refresh tokens and denylist entries every ten minutes.
+    pub fn spawn_maintenance(&self) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                match store.prune_expired(crate::token::now()).await {
+                    Ok(0) => {}
+                    Ok(rows) => tracing::debug!(rows, "pruned expired tokens"),
+                    Err(error) => tracing::warn!(%error, "could not prune expired tokens"),
+                }
+            }
+        });
     }
 }
 

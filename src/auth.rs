@@ -94,6 +94,23 @@ impl Authenticator {
         Ok(Self::new(verifier))
     }
 
+    /// Accepts tokens signed by the keys an issuer publishes at `jwks_url`:
+    /// what a resource server without the database or the secret needs.
+    /// The key set is fetched now, cached, and refreshed when a token names
+    /// an unknown `kid` (at most every 30 seconds).
+    ///
+    /// # Errors
+    /// The JWKS cannot be fetched.
+    pub async fn from_jwks(jwks_url: &str, issuer: &str, audience: &str) -> Result<Self, String> {
+        let keys = Arc::new(crate::jwks::RemoteKeySet::fetch(jwks_url).await?);
+        Ok(Self::new(TokenVerifier::remote(
+            keys,
+            issuer,
+            audience,
+            std::time::Duration::ZERO,
+        )))
+    }
+
     /// Also requires that the token's user exists, is enabled, and that the
     /// token is of the user's current generation (not voided by a password
     /// change, a disable, or a revoke-all).
@@ -130,7 +147,8 @@ impl Authenticator {
         let claims = self
             .inner
             .verifier
-            .verify(token, crate::token::now())
+            .verify_fresh(token, crate::token::now())
+            .await
             .map_err(invalid_token)?;
         let account = match &self.inner.users {
             None => None,
@@ -152,7 +170,12 @@ async fn current_account(store: &Store, claims: &AccessClaims) -> Result<User, A
     if user.disabled {
         return Err(invalid_token(TokenError::Revoked("the user is disabled")));
     }
-    if claims.ver != Some(user.token_version) {
+    let revoked = claims.ver != Some(user.token_version)
+        || store
+            .is_access_token_revoked(&claims.jti)
+            .await
+            .map_err(store_unavailable)?;
+    if revoked {
         return Err(invalid_token(TokenError::Revoked(
             "the token has been revoked",
         )));
@@ -162,6 +185,59 @@ async fn current_account(store: &Store, claims: &AccessClaims) -> Result<User, A
 
 fn invalid_token(error: TokenError) -> ApiError {
     ApiError::InvalidToken(error.to_string())
+}
+
+/// A set of scopes a route requires; see [`Scoped`] and [`require_scopes!`](crate::require_scopes).
+pub trait ScopeSet: Send + Sync + 'static {
+    /// Every scope the token must grant.
+    const SCOPES: &'static [&'static str];
+}
+
+/// An [`AuthUser`] whose token grants every scope of `S`; otherwise the
+/// request is refused with `403 insufficient_scope` naming the scopes.
+///
+/// ```
+/// use gatehouse::auth::Scoped;
+/// gatehouse::require_scopes!(ReadItems = ["me", "items"]);
+///
+/// async fn items(Scoped(user, ..): Scoped<ReadItems>) -> String {
+///     format!("items of {}", user.username())
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Scoped<S: ScopeSet>(pub AuthUser, pub std::marker::PhantomData<S>);
+
+/// Declares a [`ScopeSet`]: `require_scopes!(Name = ["scope", …]);`.
+#[macro_export]
+macro_rules! require_scopes {
+    ($(#[$meta:meta])* $vis:vis $name:ident = [$($scope:literal),+ $(,)?]) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        $vis struct $name;
+        impl $crate::auth::ScopeSet for $name {
+            const SCOPES: &'static [&'static str] = &[$($scope),+];
+        }
+    };
+}
+
+impl<S, St> FromRequestParts<St> for Scoped<S>
+where
+    S: ScopeSet,
+    Authenticator: FromRef<St>,
+    St: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if S::SCOPES.iter().all(|scope| user.has_scope(scope)) {
+            Ok(Self(user, std::marker::PhantomData))
+        } else {
+            Err(ApiError::InsufficientScope {
+                required: S::SCOPES.join(" "),
+            })
+        }
+    }
 }
 
 /// A store failure on a request path: 503, with the cause in the log only.

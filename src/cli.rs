@@ -42,6 +42,15 @@ enum Command {
         #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = ".env")]
         write_env: Option<PathBuf>,
     },
+    /// Generate an EdDSA (Ed25519) or ES256 (P-256) key pair for signing tokens.
+    GenKey {
+        /// The key's algorithm.
+        #[arg(long, value_enum)]
+        alg: crate::keys::KeyAlgorithm,
+        /// Directory for `<kid>.private.pem` (mode 0600) and `<kid>.public.pem`.
+        #[arg(long, value_name = "DIR", default_value = "keys")]
+        out: PathBuf,
+    },
     /// Create or update the database schema.
     Migrate(DatabaseArgs),
     /// Print the OpenAPI document.
@@ -153,6 +162,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             demo(args).await
         }
         Command::GenSecret { write_env } => gen_secret(write_env),
+        Command::GenKey { alg, out } => {
+            let (key, private, public) = crate::keys::generate_key_files(alg, &out)?;
+            println!("kid:         {}", key.kid());
+            println!("private key: {} (mode 0600)", private.display());
+            println!("public key:  {}", public.display());
+            println!("Sign with it: GATEHOUSE_SIGNING_KEY={}", private.display());
+            Ok(())
+        }
         Command::Migrate(database) => {
             open_store(&database.database_url).await?;
             println!("the database is up to date");
@@ -227,6 +244,7 @@ async fn run_server(config: config::ServerConfig, store: Store) -> Result<(), St
         .local_addr()
         .map_err(|e| format!("could not read the listening address: {e}"))?;
     let state = AppState::new(config, store);
+    state.spawn_maintenance();
     tracing::info!(%address, "gatehouse listening; Swagger UI at http://{address}/docs");
     crate::http::serve(
         listener,

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::keys::{AsymmetricKey, KeySet};
+
 /// The smallest HMAC secret accepted: 256 bits (RFC 7518 §3.2).
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -118,6 +120,14 @@ pub struct ServerArgs {
     /// HMAC signing secret, at least 32 bytes (`gatehouse gen-secret` makes one).
     #[arg(long, env = "SECRET_KEY_ENV", hide_env_values = true)]
     pub secret_key: Option<Secret>,
+    /// PEM file of an Ed25519 or P-256 private key that signs tokens instead
+    /// of the HMAC secret (`gatehouse gen-key` makes one).
+    #[arg(long, env = "GATEHOUSE_SIGNING_KEY")]
+    pub signing_key: Option<std::path::PathBuf>,
+    /// Comma-separated PEM files of keys that still verify tokens but no
+    /// longer sign (keys being rotated out).
+    #[arg(long, env = "GATEHOUSE_VERIFICATION_KEYS", value_delimiter = ',')]
+    pub verification_keys: Vec<std::path::PathBuf>,
     /// The same setting under Gatehouse's own name.
     #[arg(
         long = "gatehouse-secret-key",
@@ -141,6 +151,10 @@ pub struct ServerArgs {
     /// Lifetime of refresh tokens.
     #[arg(long, env = "GATEHOUSE_REFRESH_TOKEN_TTL", default_value = "14d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
+    /// Absolute lifetime of a refresh token family (a login), however often
+    /// it is refreshed.
+    #[arg(long, env = "GATEHOUSE_REFRESH_FAMILY_TTL", default_value = "90d", value_parser = parse_duration)]
+    pub refresh_family_ttl: Duration,
     /// Allowed clock skew when checking `exp`, `nbf` and `iat` (at most 5m).
     #[arg(long, env = "GATEHOUSE_LEEWAY", default_value = "0", value_parser = parse_duration)]
     pub leeway: Duration,
@@ -156,8 +170,8 @@ pub struct ServerArgs {
 /// The validated settings the server runs with.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// HMAC secret (validated length).
-    pub secret: Secret,
+    /// The keys that sign and verify tokens.
+    pub keys: std::sync::Arc<KeySet>,
     /// Listen address.
     pub bind: SocketAddr,
     /// Token issuer.
@@ -168,6 +182,8 @@ pub struct ServerConfig {
     pub access_token_ttl: Duration,
     /// Refresh token lifetime.
     pub refresh_token_ttl: Duration,
+    /// Refresh token family lifetime.
+    pub refresh_family_ttl: Duration,
     /// Clock skew allowance.
     pub leeway: Duration,
     /// Password settings.
@@ -196,13 +212,41 @@ impl ServerArgs {
         }
     }
 
+    /// Loads the signing and verification keys. The HMAC secret is required
+    /// unless an asymmetric signing key is configured; when both are, HS256
+    /// tokens still verify, so a switch of algorithm logs nobody out.
+    ///
+    /// # Errors
+    /// A missing or short secret, an unreadable or unsupported key file.
+    pub fn keys(&self) -> Result<KeySet, String> {
+        let secret = match (self.secret()?, &self.signing_key) {
+            (None, Some(_)) => None,
+            (secret, _) => Some(check_secret(secret)?),
+        };
+        let signing = self
+            .signing_key
+            .as_deref()
+            .map(AsymmetricKey::from_file)
+            .transpose()?;
+        if signing.as_ref().is_some_and(|k| !k.can_sign()) {
+            return Err("GATEHOUSE_SIGNING_KEY must be a private key file".to_owned());
+        }
+        let verifying = self
+            .verification_keys
+            .iter()
+            .map(|path| AsymmetricKey::from_file(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let verifying: Vec<&AsymmetricKey> = verifying.iter().collect();
+        KeySet::new(secret.as_ref(), signing.as_ref(), &verifying)
+    }
+
     /// Checks every setting and fills in derived defaults.
     ///
     /// # Errors
     /// One line saying what is wrong and how to fix it: a missing or short
     /// secret, a leeway above five minutes, a zero lifetime.
     pub fn validate(&self) -> Result<ServerConfig, String> {
-        let secret = check_secret(self.secret()?)?;
+        let keys = self.keys()?;
         if self.leeway > MAX_LEEWAY {
             return Err(format!(
                 "GATEHOUSE_LEEWAY is {}s; at most {}s is allowed",
@@ -213,13 +257,19 @@ impl ServerArgs {
         if self.access_token_ttl.as_secs() == 0 || self.refresh_token_ttl.as_secs() == 0 {
             return Err("token lifetimes must be at least one second".to_owned());
         }
+        if self.refresh_family_ttl < self.refresh_token_ttl {
+            return Err(
+                "GATEHOUSE_REFRESH_FAMILY_TTL must be at least GATEHOUSE_REFRESH_TOKEN_TTL"
+                    .to_owned(),
+            );
+        }
         if self.audience.trim().is_empty() {
             return Err("GATEHOUSE_AUDIENCE must not be empty".to_owned());
         }
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let hash_workers = self.hash_workers.unwrap_or(cores).max(1);
         Ok(ServerConfig {
-            secret,
+            keys: std::sync::Arc::new(keys),
             bind: self.bind,
             issuer: self
                 .issuer
@@ -229,6 +279,7 @@ impl ServerArgs {
             audience: self.audience.clone(),
             access_token_ttl: self.access_token_ttl,
             refresh_token_ttl: self.refresh_token_ttl,
+            refresh_family_ttl: self.refresh_family_ttl,
             leeway: self.leeway,
             passwords: self.passwords.clone(),
             hash_workers,

@@ -14,6 +14,8 @@ pub mod config;
 pub mod error;
 pub mod form;
 pub mod http;
+pub mod jwks;
+pub mod keys;
 pub mod password;
 pub mod store;
 pub mod token;

@@ -6,17 +6,16 @@
 //! required and time is checked against a `now` the caller passes in, with a
 //! leeway of zero unless configured.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Header;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use crate::jwks::RemoteKeySet;
+pub use crate::keys::KeySet;
 
 /// The `typ` header of every access token (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -127,96 +126,6 @@ pub enum TokenError {
     Revoked(&'static str),
 }
 
-/// A key that signs new tokens.
-pub struct SigningKey {
-    kid: String,
-    alg: Algorithm,
-    key: EncodingKey,
-}
-
-/// A key that verifies tokens, with its one algorithm.
-pub struct VerifyingKey {
-    alg: Algorithm,
-    key: DecodingKey,
-    validation: Validation,
-}
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The signing key and every key that verifies, by `kid`.
-#[derive(Debug)]
-pub struct KeySet {
-    signing: SigningKey,
-    verifying: HashMap<String, VerifyingKey>,
-}
-
-impl std::fmt::Debug for VerifyingKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyingKey")
-            .field("alg", &self.alg)
-            .finish_non_exhaustive()
-    }
-}
-
-impl KeySet {
-    /// HS256 with the given secret (length is checked by the config module).
-    pub fn hs256(secret: &Secret) -> Self {
-        let kid = hmac_kid(secret);
-        let bytes = secret.expose().as_bytes();
-        let mut verifying = HashMap::new();
-        verifying.insert(
-            kid.clone(),
-            VerifyingKey::new(Algorithm::HS256, DecodingKey::from_secret(bytes)),
-        );
-        Self {
-            signing: SigningKey {
-                kid,
-                alg: Algorithm::HS256,
-                key: EncodingKey::from_secret(bytes),
-            },
-            verifying,
-        }
-    }
-
-    /// The `kid` new tokens carry.
-    pub fn signing_kid(&self) -> &str {
-        &self.signing.kid
-    }
-}
-
-impl VerifyingKey {
-    fn new(alg: Algorithm, key: DecodingKey) -> Self {
-        let mut validation = Validation::new(alg);
-        // Time is checked by `TokenVerifier::verify` against the caller's `now`.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.leeway = 0;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-        Self {
-            alg,
-            key,
-            validation,
-        }
-    }
-}
-
-/// A stable public name for an HMAC key that reveals nothing of it.
-fn hmac_kid(secret: &Secret) -> String {
-    let digest = Sha256::new()
-        .chain_update(b"gatehouse-kid:")
-        .chain_update(secret.expose().as_bytes())
-        .finalize();
-    format!("hs256-{}", &hex::encode(digest)[..16])
-}
-
 /// Signs access tokens.
 #[derive(Debug, Clone)]
 pub struct TokenIssuer {
@@ -260,7 +169,11 @@ impl TokenIssuer {
             client_id: grant.client_id.to_owned(),
             ver: Some(grant.version),
         };
-        let signing = &self.keys.signing;
+        let signing = self
+            .keys
+            .signing
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("this key set cannot sign"))?;
         let mut header = Header::new(signing.alg);
         header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
         header.kid = Some(signing.kid.clone());
@@ -273,10 +186,19 @@ impl TokenIssuer {
     }
 }
 
+/// Where a verifier's keys come from.
+#[derive(Debug, Clone)]
+enum KeySource {
+    /// Keys known at start-up (the server's own).
+    Fixed(Arc<KeySet>),
+    /// A JWKS fetched from the issuer and refreshed on an unknown `kid`.
+    Remote(Arc<RemoteKeySet>),
+}
+
 /// Checks access tokens against a key set, an issuer and an audience.
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
-    keys: Arc<KeySet>,
+    keys: KeySource,
     issuer: String,
     audience: String,
     leeway: i64,
@@ -290,6 +212,25 @@ impl TokenVerifier {
         audience: &str,
         leeway: std::time::Duration,
     ) -> Self {
+        Self::with_source(KeySource::Fixed(keys), issuer, audience, leeway)
+    }
+
+    /// A verifier trusting the keys an issuer publishes as a JWKS.
+    pub fn remote(
+        keys: Arc<RemoteKeySet>,
+        issuer: &str,
+        audience: &str,
+        leeway: std::time::Duration,
+    ) -> Self {
+        Self::with_source(KeySource::Remote(keys), issuer, audience, leeway)
+    }
+
+    fn with_source(
+        keys: KeySource,
+        issuer: &str,
+        audience: &str,
+        leeway: std::time::Duration,
+    ) -> Self {
         Self {
             keys,
             issuer: issuer.to_owned(),
@@ -298,11 +239,48 @@ impl TokenVerifier {
         }
     }
 
+    /// Verifies a token, and when its `kid` is unknown to a remote key set,
+    /// refreshes the set (rate-limited) and tries once more.
+    ///
+    /// # Errors
+    /// As [`TokenVerifier::verify`].
+    pub async fn verify_fresh(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+        if let KeySource::Remote(remote) = &self.keys {
+            if remote.is_stale() {
+                // Keys removed at the issuer stop working within the maximum age.
+                let remote = remote.clone();
+                tokio::spawn(async move { remote.refresh_for_unknown_kid().await });
+            }
+        }
+        match (self.verify(token, now), &self.keys) {
+            (Err(TokenError::UnknownKey), KeySource::Remote(remote)) => {
+                if remote.refresh_for_unknown_kid().await {
+                    self.verify(token, now)
+                } else {
+                    Err(TokenError::UnknownKey)
+                }
+            }
+            (result, _) => result,
+        }
+    }
+
     /// Verifies a compact JWT at time `now` (seconds since the epoch).
     ///
     /// # Errors
     /// Every reason a token can be refused, as a [`TokenError`].
     pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+        match &self.keys {
+            KeySource::Fixed(keys) => self.verify_with(keys, token, now),
+            KeySource::Remote(remote) => self.verify_with(&remote.current(), token, now),
+        }
+    }
+
+    fn verify_with(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        now: i64,
+    ) -> Result<AccessClaims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLong);
         }
@@ -321,7 +299,7 @@ impl TokenVerifier {
         let key = header
             .kid
             .as_deref()
-            .and_then(|kid| self.keys.verifying.get(kid))
+            .and_then(|kid| keys.verifying.get(kid))
             .ok_or(TokenError::UnknownKey)?;
         if header.alg != key.alg {
             return Err(TokenError::WrongAlgorithm);
@@ -370,6 +348,19 @@ fn header_names_alg_none(token: &str) -> bool {
         .is_some_and(|alg| alg.eq_ignore_ascii_case("none"))
 }
 
+/// A new opaque refresh token: 256 random bits, base64url without padding.
+pub fn new_refresh_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What is stored of a refresh token: its SHA-256, in hex. The token is
+/// random, so neither a salt nor a slow hash adds anything.
+pub fn hash_refresh_token(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
 /// The current time in seconds since the epoch.
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -378,6 +369,8 @@ pub fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
+    use jsonwebtoken::{Algorithm, EncodingKey};
     use std::time::Duration;
 
     const NOW: i64 = 1_800_000_000;
@@ -415,7 +408,7 @@ mod tests {
     fn good_header(issuer: &TokenIssuer) -> Header {
         let mut header = Header::new(Algorithm::HS256);
         header.typ = Some("at+jwt".to_owned());
-        header.kid = Some(issuer.keys.signing_kid().to_owned());
+        header.kid = issuer.keys.signing_kid().map(str::to_owned);
         header
     }
 
@@ -500,8 +493,7 @@ mod tests {
     fn alg_none_in_any_casing_is_refused() {
         let (issuer, verifier) = pair(60, 0);
         for alg in ["none", "None", "NONE", "nOnE"] {
-            let header =
-                serde_json::json!({"alg": alg, "typ": "at+jwt", "kid": issuer.keys.signing_kid()});
+            let header = serde_json::json!({"alg": alg, "typ": "at+jwt", "kid": issuer.keys.signing_kid().unwrap()});
             let h = URL_SAFE_NO_PAD.encode(header.to_string());
             let c = URL_SAFE_NO_PAD.encode(good_claims().to_string());
             let token = format!("{h}.{c}.");

@@ -30,6 +30,7 @@ pub const SCOPES: &[(&str, &str)] = &[
     tags(
         (name = "auth", description = "Tokens"),
         (name = "users", description = "The demo API protected by Gatehouse"),
+        (name = "discovery", description = "Keys and metadata"),
         (name = "operations", description = "Probes"),
     )
 )]

@@ -1,8 +1,10 @@
 //! HTTP: each area has its own module with a `router()`; this module merges
 //! them, adds the layers every route shares, and serves.
 
+mod discovery;
 mod docs;
 mod health;
+mod revoke;
 mod token;
 mod users;
 
@@ -25,6 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::app::AppState;
 use crate::error::ApiError;
 
+pub use discovery::ServerMetadata;
 pub use docs::ApiDoc;
 pub use token::{TokenForm, TokenResponse};
 pub use users::{Item, UserView};
@@ -37,7 +40,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn api() -> (Router<AppState>, OpenApi) {
     OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(token::router())
+        .merge(revoke::router())
         .merge(users::router())
+        .merge(discovery::router())
         .merge(health::router())
         .split_for_parts()
 }

@@ -17,7 +17,8 @@ use crate::auth::store_unavailable;
 use crate::error::{ApiError, ErrorBody};
 use crate::form::Form;
 use crate::password::HashError;
-use crate::token::Grant;
+use crate::store::{NewRefreshToken, Rotation};
+use crate::token::{Grant, hash_refresh_token, new_refresh_token};
 use crate::users::{MAX_USERNAME_BYTES, User};
 
 /// Largest accepted token request body.
@@ -37,9 +38,12 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct TokenForm {
-    /// `password`; may be omitted when `username` and `password` are sent.
+    /// `password` or `refresh_token`; may be omitted when `username` and
+    /// `password` are sent.
     #[schema(example = "password")]
     grant_type: Option<String>,
+    /// The refresh token (with `grant_type=refresh_token`).
+    refresh_token: Option<String>,
     /// The username.
     username: Option<String>,
     /// The password.
@@ -64,15 +68,18 @@ pub struct TokenResponse {
     /// Seconds until the access token expires.
     #[schema(example = 1800)]
     pub expires_in: u64,
+    /// A single-use refresh token: `grant_type=refresh_token` exchanges it
+    /// for a new access token and a new refresh token.
+    pub refresh_token: String,
     /// The granted scopes.
     #[schema(example = "me items")]
     pub scope: String,
 }
 
-/// Log in with a username and password.
+/// Log in with a username and password, or exchange a refresh token.
 ///
-/// Returns an access token. Wrong passwords and unknown users get the same
-/// `invalid_grant` answer.
+/// Returns an access token and a single-use refresh token. Wrong passwords
+/// and unknown users get the same `invalid_grant` answer.
 #[utoipa::path(
     post,
     path = "/token",
@@ -91,17 +98,8 @@ pub(super) async fn issue_token(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    let (parts, body) = request.into_parts();
-    require_form_content_type(&parts.headers)?;
-    let body = axum::body::to_bytes(body, MAX_TOKEN_REQUEST_BYTES)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge)?;
-    let form = Form::parse(&body).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    let client_id = authenticate_client(&parts.headers, &form)?;
+    let peer = peer_ip(&request);
+    let (form, client_id) = read_client_form(request).await?;
 
     let grant_type = match form.get("grant_type") {
         Some(grant_type) => grant_type,
@@ -115,9 +113,31 @@ pub(super) async fn issue_token(
     };
     let response = match grant_type {
         "password" => password_grant(&state, &form, &client_id, peer).await?,
+        "refresh_token" => refresh_grant(&state, &form, &client_id, peer).await?,
         _ => return Err(ApiError::UnsupportedGrantType),
     };
     Ok(token_response(response))
+}
+
+/// Reads an OAuth2 form request (token or revocation): the content type,
+/// the size limit, the strict form, and the client's identity.
+pub(super) async fn read_client_form(request: Request) -> Result<(Form, String), ApiError> {
+    let (parts, body) = request.into_parts();
+    require_form_content_type(&parts.headers)?;
+    let body = axum::body::to_bytes(body, MAX_TOKEN_REQUEST_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let form = Form::parse(&body).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let client_id = authenticate_client(&parts.headers, &form)?;
+    Ok((form, client_id))
+}
+
+/// The client's address, when the server was started with connection info.
+pub(super) fn peer_ip(request: &Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
 }
 
 async fn password_grant(
@@ -159,27 +179,153 @@ async fn password_grant(
     if verification.needs_rehash {
         upgrade_hash_in_background(state, &user, password);
     }
+    let now = crate::token::now();
+    let family = Family {
+        id: uuid::Uuid::new_v4().to_string(),
+        scope: scope.clone(),
+        expires_at: now.saturating_add(seconds(state.config.refresh_family_ttl)),
+    };
+    let response = issue_tokens(state, &user, &scope, client_id, &family, now).await?;
+    tracing::info!(target: "gatehouse::audit", event = "login", outcome = "success",
+                   username = %user.username, client_ip = ?peer, "tokens issued");
+    Ok(response)
+}
+
+/// `grant_type=refresh_token` (RFC 6749 §6): spends the presented token and
+/// issues its successor in the same family.
+async fn refresh_grant(
+    state: &AppState,
+    form: &Form,
+    client_id: &str,
+    peer: Option<std::net::IpAddr>,
+) -> Result<TokenResponse, ApiError> {
+    let presented = required(form, "refresh_token")?;
+    let requested = parse_scope(form.get("scope"))?;
+    let invalid =
+        || ApiError::InvalidGrant("the refresh token is invalid, expired or revoked".into());
+    let now = crate::token::now();
+    let rotation = state
+        .store
+        .spend_refresh_token(&hash_refresh_token(presented), now)
+        .await
+        .map_err(store_unavailable)?;
+    let spent = match rotation {
+        Rotation::Spent(spent) => spent,
+        Rotation::Reused { family_id, user_id } => {
+            tracing::warn!(target: "gatehouse::audit", event = "refresh_reuse", outcome = "family_revoked",
+                           user_id, family_id = %family_id, client_ip = ?peer,
+                           "a spent refresh token was presented again; its family is revoked");
+            return Err(invalid());
+        }
+        Rotation::Invalid => {
+            tracing::info!(target: "gatehouse::audit", event = "refresh", outcome = "invalid",
+                           client_ip = ?peer, "refresh refused");
+            return Err(invalid());
+        }
+    };
+    // A public client is identified by what it says; if it names itself, it
+    // must be the client the token was issued to.
+    if client_id != DEFAULT_CLIENT_ID && client_id != spent.client_id {
+        return Err(invalid());
+    }
+    let user = state
+        .store
+        .user_by_id(spent.user_id)
+        .await
+        .map_err(store_unavailable)?
+        .filter(|user| !user.disabled && user.token_version == spent.token_version)
+        .ok_or_else(invalid)?;
+    // The scope may only stay equal or shrink, and never exceed what the
+    // user may have today.
+    let family_scopes: Vec<&str> = spent.scope.split_ascii_whitespace().collect();
+    let scope: Vec<&str> = match &requested {
+        None => family_scopes.clone(),
+        Some(requested) => {
+            if let Some(extra) = requested
+                .iter()
+                .find(|s| !family_scopes.contains(&s.as_str()))
+            {
+                return Err(ApiError::InvalidScope(format!(
+                    "the scope {extra:?} was not granted to this refresh token"
+                )));
+            }
+            requested.iter().map(String::as_str).collect()
+        }
+    };
+    let scope: Vec<&str> = scope
+        .into_iter()
+        .filter(|s| user.scopes.iter().any(|allowed| allowed == s))
+        .collect();
+    let scope = scope.join(" ");
+    let family = Family {
+        id: spent.family_id.clone(),
+        scope: spent.scope.clone(),
+        expires_at: spent.family_expires_at,
+    };
+    let response = issue_tokens(state, &user, &scope, &spent.client_id, &family, now).await?;
+    tracing::info!(target: "gatehouse::audit", event = "refresh", outcome = "success",
+                   username = %user.username, client_ip = ?peer, "tokens refreshed");
+    Ok(response)
+}
+
+/// The login a refresh token descends from.
+struct Family {
+    id: String,
+    /// What the family was granted; every refresh token of it carries this.
+    scope: String,
+    expires_at: i64,
+}
+
+/// Signs an access token and stores a fresh refresh token of `family`.
+async fn issue_tokens(
+    state: &AppState,
+    user: &User,
+    scope: &str,
+    client_id: &str,
+    family: &Family,
+    now: i64,
+) -> Result<TokenResponse, ApiError> {
     let issued = state
         .issuer
         .issue(
             &Grant {
                 subject: &user.username,
-                scope: &scope,
+                scope,
                 client_id,
                 version: user.token_version,
             },
-            crate::token::now(),
+            now,
         )
         .map_err(ApiError::Internal)?;
-    tracing::info!(target: "gatehouse::audit", event = "login", outcome = "success",
-                   username = %user.username, client_ip = ?peer, jti = %issued.claims.jti,
-                   "token issued");
+    let refresh_token = new_refresh_token();
+    state
+        .store
+        .create_refresh_token(&NewRefreshToken {
+            token_hash: hash_refresh_token(&refresh_token),
+            family_id: family.id.clone(),
+            user_id: user.id,
+            scope: family.scope.clone(),
+            client_id: client_id.to_owned(),
+            token_version: user.token_version,
+            created_at: now,
+            expires_at: now
+                .saturating_add(seconds(state.config.refresh_token_ttl))
+                .min(family.expires_at),
+            family_expires_at: family.expires_at,
+        })
+        .await
+        .map_err(store_unavailable)?;
     Ok(TokenResponse {
         access_token: issued.token,
         token_type: "bearer".to_owned(),
         expires_in: issued.expires_in,
-        scope,
+        refresh_token,
+        scope: scope.to_owned(),
     })
+}
+
+fn seconds(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// The granted scope: the requested scopes if the user may have them all,
@@ -234,7 +380,7 @@ fn upgrade_hash_in_background(state: &AppState, user: &User, password: &str) {
     });
 }
 
-fn required<'f>(form: &'f Form, name: &str) -> Result<&'f str, ApiError> {
+pub(super) fn required<'f>(form: &'f Form, name: &str) -> Result<&'f str, ApiError> {
     form.get(name)
         .ok_or_else(|| ApiError::InvalidRequest(format!("missing parameter: {name}")))
 }

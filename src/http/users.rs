@@ -11,9 +11,18 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::auth::{AuthUser, store_unavailable};
+use crate::auth::{Scoped, store_unavailable};
 use crate::error::{ApiError, ErrorBody};
 use crate::users::User;
+
+crate::require_scopes!(
+    /// What `/users/me` needs.
+    pub ReadMe = ["me"]
+);
+crate::require_scopes!(
+    /// What `/users/me/items` needs.
+    pub ReadItems = ["me", "items"]
+);
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -76,12 +85,14 @@ impl From<&User> for UserView {
         (status = 200, description = "The current user", body = UserView),
         (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorBody,
          headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "The token lacks the `me` scope", body = ErrorBody,
+         headers(("WWW-Authenticate" = String))),
         (status = 503, description = "The user database is unavailable", body = ErrorBody),
     )
 )]
 async fn read_users_me(
     State(state): State<AppState>,
-    user: AuthUser,
+    Scoped(user, ..): Scoped<ReadMe>,
 ) -> Result<Json<UserView>, ApiError> {
     if let Some(account) = user.account() {
         return Ok(Json(UserView::from(account)));
@@ -105,10 +116,12 @@ async fn read_users_me(
         (status = 200, description = "The current user's items", body = [Item]),
         (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorBody,
          headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "The token lacks the `me` or `items` scope", body = ErrorBody,
+         headers(("WWW-Authenticate" = String))),
         (status = 503, description = "The user database is unavailable", body = ErrorBody),
     )
 )]
-async fn read_own_items(user: AuthUser) -> Json<Vec<Item>> {
+async fn read_own_items(Scoped(user, ..): Scoped<ReadItems>) -> Json<Vec<Item>> {
     Json(vec![Item {
         item_id: "Foo".to_owned(),
         owner: user.username().to_owned(),

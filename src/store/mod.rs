@@ -46,6 +46,74 @@ impl StoreError {
     }
 }
 
+/// A refresh token to store (its hash only).
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+    /// The login this token descends from.
+    pub family_id: String,
+    /// Owner.
+    pub user_id: i64,
+    /// Space-separated scopes the family was granted.
+    pub scope: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The user's token generation when issued.
+    pub token_version: i64,
+    /// When it was issued (seconds since the epoch).
+    pub created_at: i64,
+    /// When it expires.
+    pub expires_at: i64,
+    /// When its family expires, whatever the rotations.
+    pub family_expires_at: i64,
+}
+
+/// A stored refresh token.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RefreshToken {
+    /// Row id.
+    pub id: i64,
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+    /// The login this token descends from.
+    pub family_id: String,
+    /// Owner.
+    pub user_id: i64,
+    /// Space-separated scopes the family was granted.
+    pub scope: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The user's token generation when issued.
+    pub token_version: i64,
+    /// When it was issued.
+    pub created_at: i64,
+    /// When it expires.
+    pub expires_at: i64,
+    /// When its family expires.
+    pub family_expires_at: i64,
+    /// When it was spent.
+    pub used_at: Option<i64>,
+    /// When its family was revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// It was live and is now spent; the caller may issue its successor.
+    Spent(RefreshToken),
+    /// It had been spent before: its whole family is now revoked.
+    Reused {
+        /// The revoked family.
+        family_id: String,
+        /// Its owner.
+        user_id: i64,
+    },
+    /// Unknown, expired, or revoked.
+    Invalid,
+}
+
 /// Connection settings shared by the engines.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -172,6 +240,80 @@ impl Store {
     /// [`StoreError::NotFound`] for an unknown user.
     pub async fn bump_token_version(&self, username: &str) -> Result<User, StoreError> {
         dispatch!(self, s => s.bump_token_version(username).await)
+    }
+
+    /// The user with this id.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
+        dispatch!(self, s => s.user_by_id(id).await)
+    }
+
+    /// Stores a new refresh token.
+    ///
+    /// # Errors
+    /// The database failed (a hash collision is a conflict).
+    pub async fn create_refresh_token(&self, token: &NewRefreshToken) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create_refresh_token(token).await)
+    }
+
+    /// Spends the refresh token with this hash, atomically: of concurrent
+    /// callers with the same token exactly one gets [`Rotation::Spent`].
+    /// Presenting a spent token revokes its family ([`Rotation::Reused`]).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn spend_refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Rotation, StoreError> {
+        dispatch!(self, s => s.spend_refresh_token(token_hash, now).await)
+    }
+
+    /// Revokes the family of the refresh token with this hash. Returns
+    /// whether such a token exists.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn revoke_refresh_family(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.revoke_refresh_family(token_hash, now).await)
+    }
+
+    /// Denies the access token `jti` until `expires_at`, and prunes entries
+    /// that have expired.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn revoke_access_token(
+        &self,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.revoke_access_token(jti, expires_at, now).await)
+    }
+
+    /// Whether the access token `jti` was revoked.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.is_access_token_revoked(jti).await)
+    }
+
+    /// Deletes refresh tokens whose family has expired and denylist entries
+    /// whose token has expired. Returns how many rows went.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn prune_expired(&self, now: i64) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.prune_expired(now).await)
     }
 
     /// Deletes a user.

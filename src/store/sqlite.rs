@@ -5,7 +5,10 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
 
-use super::{ConnectOptions, StoreError, from_unix, join_scopes, split_scopes};
+use super::{
+    ConnectOptions, NewRefreshToken, RefreshToken, Rotation, StoreError, from_unix, join_scopes,
+    split_scopes,
+};
 use crate::users::{NewUser, User};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -206,6 +209,158 @@ impl SqliteStore {
         );
         self.update_one(sqlx::query_as::<_, UserRow>(sql).bind(now()).bind(username))
             .await
+    }
+
+    pub(super) async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?");
+        sqlx::query_as::<_, UserRow>(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(User::from))
+            .map_err(|e| StoreError::from_sqlx(e, "user"))
+    }
+
+    pub(super) async fn create_refresh_token(
+        &self,
+        token: &NewRefreshToken,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, scope, client_id, \
+             token_version, created_at, expires_at, family_expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&token.token_hash)
+        .bind(&token.family_id)
+        .bind(token.user_id)
+        .bind(&token.scope)
+        .bind(&token.client_id)
+        .bind(token.token_version)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .bind(token.family_expires_at)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(|e| StoreError::from_sqlx(e, "refresh token"))
+    }
+
+    pub(super) async fn spend_refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Rotation, StoreError> {
+        // One statement: SQLite serialises writers, so of concurrent callers
+        // exactly one sees the row still unused.
+        let spent = sqlx::query_as::<_, RefreshToken>(
+            "UPDATE refresh_tokens SET used_at = ? \
+             WHERE token_hash = ? AND used_at IS NULL AND revoked_at IS NULL \
+               AND expires_at > ? AND family_expires_at > ? \
+             RETURNING id, token_hash, family_id, user_id, scope, client_id, token_version, \
+                       created_at, expires_at, family_expires_at, used_at, revoked_at",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "refresh token"))?;
+        if let Some(token) = spent {
+            return Ok(Rotation::Spent(token));
+        }
+        let previous: Option<(String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT family_id, user_id, used_at FROM refresh_tokens WHERE token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "refresh token"))?;
+        match previous {
+            Some((family_id, user_id, Some(_))) => {
+                self.revoke_family(&family_id, now).await?;
+                Ok(Rotation::Reused { family_id, user_id })
+            }
+            _ => Ok(Rotation::Invalid),
+        }
+    }
+
+    async fn revoke_family(&self, family_id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(family_id)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(|e| StoreError::from_sqlx(e, "refresh token"))
+    }
+
+    pub(super) async fn revoke_refresh_family(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let family: Option<String> =
+            sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = ?")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| StoreError::from_sqlx(e, "refresh token"))?;
+        match family {
+            Some(family_id) => {
+                self.revoke_family(&family_id, now).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    pub(super) async fn revoke_access_token(
+        &self,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES (?, ?) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "revoked token"))?;
+        sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(|e| StoreError::from_sqlx(e, "revoked token"))
+    }
+
+    pub(super) async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = ?")
+            .bind(jti)
+            .fetch_one(&self.pool)
+            .await
+            .map(|n| n > 0)
+            .map_err(|e| StoreError::from_sqlx(e, "revoked token"))
+    }
+
+    pub(super) async fn prune_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let refresh = sqlx::query("DELETE FROM refresh_tokens WHERE family_expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, "refresh token"))?;
+        let access = sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, "revoked token"))?;
+        Ok(refresh.rows_affected() + access.rows_affected())
     }
 
     pub(super) async fn delete_user(&self, username: &str) -> Result<(), StoreError> {

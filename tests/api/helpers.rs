@@ -6,7 +6,7 @@ use std::time::Duration;
 use gatehouse::app::AppState;
 use gatehouse::config::{PasswordArgs, PasswordScheme, Secret, ServerConfig};
 use gatehouse::store::{ConnectOptions, Store};
-use gatehouse::token::AccessClaims;
+use gatehouse::token::{AccessClaims, KeySet};
 use gatehouse::users::{AccountDetails, User};
 use reqwest::Response;
 use serde_json::Value;
@@ -35,12 +35,13 @@ impl Drop for TestApp {
 
 pub fn test_config(database_url: String) -> ServerConfig {
     ServerConfig {
-        secret: Secret::new(TEST_SECRET),
+        keys: std::sync::Arc::new(KeySet::hs256(&Secret::new(TEST_SECRET))),
         bind: "127.0.0.1:0".parse().unwrap(),
         issuer: ISSUER.to_owned(),
         audience: AUDIENCE.to_owned(),
         access_token_ttl: Duration::from_secs(1800),
         refresh_token_ttl: Duration::from_secs(14 * 86400),
+        refresh_family_ttl: Duration::from_secs(90 * 86400),
         leeway: Duration::ZERO,
         passwords: PasswordArgs {
             bcrypt_cost: 4,
@@ -152,6 +153,33 @@ impl TestApp {
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.unwrap();
         body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A successful password login's JSON body.
+    pub async fn login_body(&self, username: &str) -> Value {
+        let response = self.login(username, PASSWORD).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// `grant_type=refresh_token` with optional extra parameters.
+    pub async fn refresh(&self, refresh_token: &str, extra: &[(&str, &str)]) -> Response {
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
+        form.extend_from_slice(extra);
+        self.post_token(&form).await
+    }
+
+    /// `POST /revoke` with a form.
+    pub async fn revoke(&self, form: &[(&str, &str)]) -> Response {
+        self.client
+            .post(self.url("/revoke"))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// `GET` a path with an optional bearer token.

@@ -6,6 +6,7 @@
 mod cli;
 mod helpers;
 mod library;
+mod lifecycle;
 mod login;
 mod openapi;
 mod protected;

@@ -36,8 +36,11 @@ async fn every_route_is_documented_and_protected_ones_require_the_flow() {
     assert_eq!(
         documented,
         [
+            "/.well-known/jwks.json",
+            "/.well-known/oauth-authorization-server",
             "/healthz",
             "/readyz",
+            "/revoke",
             "/token",
             "/users/me",
             "/users/me/items"
@@ -55,6 +58,8 @@ async fn every_route_is_documented_and_protected_ones_require_the_flow() {
             "{path}"
         );
         assert!(paths[path]["get"]["responses"]["401"].is_object(), "{path}");
+        assert!(paths[path]["get"]["responses"]["403"].is_object(), "{path}");
+        assert!(paths[path]["get"]["responses"]["403"].is_object(), "{path}");
     }
     let token = &paths["/token"]["post"];
     assert!(

@@ -55,7 +55,7 @@ impl RemoteKeySet {
             client,
             keys: RwLock::new(Arc::new(keys)),
             fetched: Mutex::new(Instant::now()),
-            last_attempt: tokio::sync::Mutex::new(Some(Instant::now())),
+            last_attempt: tokio::sync::Mutex::new(None),
             min_refresh_interval,
             max_age,
         })

@@ -282,3 +282,59 @@ fn migrate_creates_the_database_and_openapi_prints_json() {
     let spec: serde_json::Value = serde_json::from_slice(&cli.run(&["openapi"]).stdout).unwrap();
     assert_eq!(spec["info"]["title"], "Gatehouse");
 }
+
+#[test]
+fn gen_key_writes_a_private_and_a_public_pem() {
+    let cli = Cli::new();
+    for alg in ["EdDSA", "ES256"] {
+        let output = cli.run(&["gen-key", "--alg", alg, "--out", "keys"]);
+        assert!(output.status.success(), "{output:?}");
+        let text = stdout(&output);
+        let kid = text
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("kid:")
+            .trim()
+            .to_owned();
+        let private = cli.path().join("keys").join(format!("{kid}.private.pem"));
+        let public = cli.path().join("keys").join(format!("{kid}.public.pem"));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&private).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(
+            std::fs::read_to_string(&private)
+                .unwrap()
+                .starts_with("-----BEGIN PRIVATE KEY-----")
+        );
+        assert!(
+            std::fs::read_to_string(&public)
+                .unwrap()
+                .starts_with("-----BEGIN PUBLIC KEY-----")
+        );
+
+        // A public key cannot sign: the server refuses to start with one line.
+        let error = one_line_error(
+            &cli.command(&["serve", "--bind", "127.0.0.1:0"])
+                .env("GATEHOUSE_SIGNING_KEY", &public)
+                .output()
+                .unwrap(),
+        );
+        assert!(error.contains("must be a private key"), "{error}");
+    }
+    let bad = cli.run(&["gen-key", "--alg", "RS256"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "clap rejects an unknown algorithm"
+    );
+    let missing = one_line_error(
+        &cli.command(&["serve", "--bind", "127.0.0.1:0"])
+            .env("GATEHOUSE_SIGNING_KEY", "no-such.pem")
+            .output()
+            .unwrap(),
+    );
+    assert!(missing.contains("could not read the key file"), "{missing}");
+}

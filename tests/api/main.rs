@@ -5,6 +5,7 @@
 
 mod cli;
 mod helpers;
+mod keys;
 mod library;
 mod lifecycle;
 mod login;

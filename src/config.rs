@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::keys::{AsymmetricKey, KeySet};
+use crate::throttle::ThrottlePolicy;
 
 /// The smallest HMAC secret accepted: 256 bits (RFC 7518 §3.2).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -158,6 +159,26 @@ pub struct ServerArgs {
     /// Allowed clock skew when checking `exp`, `nbf` and `iat` (at most 5m).
     #[arg(long, env = "GATEHOUSE_LEEWAY", default_value = "0", value_parser = parse_duration)]
     pub leeway: Duration,
+    /// Failed logins of one account from one address before that pair is
+    /// throttled (429 with Retry-After).
+    #[arg(long, env = "GATEHOUSE_THROTTLE_ACCOUNT_FAILURES", default_value_t = 5,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub throttle_account_failures: i64,
+    /// Failed logins from one address, any accounts, before it is throttled.
+    #[arg(long, env = "GATEHOUSE_THROTTLE_ADDRESS_FAILURES", default_value_t = 50,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub throttle_address_failures: i64,
+    /// How long failures are remembered.
+    #[arg(long, env = "GATEHOUSE_THROTTLE_WINDOW", default_value = "15m", value_parser = parse_duration)]
+    pub throttle_window: Duration,
+    /// The longest lock; locks start at one second and double per failure.
+    #[arg(long, env = "GATEHOUSE_THROTTLE_MAX_BACKOFF", default_value = "15m", value_parser = parse_duration)]
+    pub throttle_max_backoff: Duration,
+    /// Header a trusted reverse proxy sets to the client's address (e.g.
+    /// `x-forwarded-for`; its last entry is used). Unset: the connection's
+    /// address. Set it only behind a proxy that overwrites the header.
+    #[arg(long, env = "GATEHOUSE_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
     /// Password hashes computed at once (default: the number of cores).
     #[arg(long, env = "GATEHOUSE_HASH_WORKERS")]
     pub hash_workers: Option<usize>,
@@ -188,6 +209,10 @@ pub struct ServerConfig {
     pub leeway: Duration,
     /// Password settings.
     pub passwords: PasswordArgs,
+    /// Brute-force throttling.
+    pub throttle: ThrottlePolicy,
+    /// Trusted proxy header carrying the client address (lower case).
+    pub client_ip_header: Option<String>,
     /// Concurrent hashes.
     pub hash_workers: usize,
     /// Waiting logins beyond the workers.
@@ -266,6 +291,17 @@ impl ServerArgs {
         if self.audience.trim().is_empty() {
             return Err("GATEHOUSE_AUDIENCE must not be empty".to_owned());
         }
+        let client_ip_header = match self.client_ip_header.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(name) => Some(
+                axum::http::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| {
+                        format!("GATEHOUSE_CLIENT_IP_HEADER {name:?} is not a header name")
+                    })?
+                    .as_str()
+                    .to_owned(),
+            ),
+        };
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let hash_workers = self.hash_workers.unwrap_or(cores).max(1);
         Ok(ServerConfig {
@@ -282,6 +318,14 @@ impl ServerArgs {
             refresh_family_ttl: self.refresh_family_ttl,
             leeway: self.leeway,
             passwords: self.passwords.clone(),
+            throttle: ThrottlePolicy {
+                account_failures: self.throttle_account_failures,
+                address_failures: self.throttle_address_failures,
+                window: self.throttle_window,
+                base_backoff: Duration::from_secs(1),
+                max_backoff: self.throttle_max_backoff.max(Duration::from_secs(1)),
+            },
+            client_ip_header,
             hash_workers,
             hash_queue: self.hash_queue.unwrap_or(hash_workers * 8),
             database_url: self.database.database_url.clone(),

@@ -18,5 +18,6 @@ pub mod jwks;
 pub mod keys;
 pub mod password;
 pub mod store;
+pub mod throttle;
 pub mod token;
 pub mod users;

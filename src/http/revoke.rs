@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::token::{peer_ip, read_client_form, required};
+use super::token::{client_ip, read_client_form, required};
 use crate::app::AppState;
 use crate::auth::store_unavailable;
 use crate::error::{ApiError, ErrorBody};
@@ -48,7 +48,7 @@ pub struct RevokeForm {
     )
 )]
 async fn revoke(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let peer = peer_ip(&request);
+    let peer = client_ip(&state, &request);
     let (form, _client_id) = read_client_form(request).await?;
     let token = required(&form, "token")?;
     let now = crate::token::now();

@@ -1,6 +1,6 @@
 //! `POST /token`: the OAuth2 token endpoint (RFC 6749 §4.3 password grant).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Request, State};
@@ -16,8 +16,9 @@ use crate::app::AppState;
 use crate::auth::store_unavailable;
 use crate::error::{ApiError, ErrorBody};
 use crate::form::Form;
-use crate::password::HashError;
+use crate::password::{HashError, MAX_PASSWORD_BYTES};
 use crate::store::{NewRefreshToken, Rotation};
+use crate::throttle::ThrottleKeys;
 use crate::token::{Grant, hash_refresh_token, new_refresh_token};
 use crate::users::{MAX_USERNAME_BYTES, User};
 
@@ -98,7 +99,7 @@ pub(super) async fn issue_token(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let peer = peer_ip(&request);
+    let peer = client_ip(&state, &request);
     let (form, client_id) = read_client_form(request).await?;
 
     let grant_type = match form.get("grant_type") {
@@ -133,43 +134,84 @@ pub(super) async fn read_client_form(request: Request) -> Result<(Form, String),
 }
 
 /// The client's address, when the server was started with connection info.
-pub(super) fn peer_ip(request: &Request) -> Option<std::net::IpAddr> {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
+/// The client's address: from the trusted proxy header when one is
+/// configured and present (its last entry, the one the proxy added), else
+/// from the connection.
+pub(super) fn client_ip(state: &AppState, request: &Request) -> Option<IpAddr> {
+    let from_header = state.config.client_ip_header.as_deref().and_then(|name| {
+        let values = request.headers().get_all(name);
+        let last = values.iter().last()?.to_str().ok()?;
+        last.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
+    });
+    from_header.or_else(|| {
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+    })
 }
 
 async fn password_grant(
     state: &AppState,
     form: &Form,
     client_id: &str,
-    peer: Option<std::net::IpAddr>,
+    peer: Option<IpAddr>,
 ) -> Result<TokenResponse, ApiError> {
     let username = required(form, "username")?;
     let password = required(form, "password")?;
+    // Lengths no account can have are refused before any work; this tells
+    // nothing about which accounts exist.
+    if username.len() > MAX_USERNAME_BYTES {
+        return Err(ApiError::InvalidRequest(format!(
+            "the username is longer than {MAX_USERNAME_BYTES} bytes"
+        )));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::InvalidRequest(format!(
+            "the password is longer than {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
     let requested = parse_scope(form.get("scope"))?;
 
-    // A username that cannot exist costs the same hash as one that does not.
-    let user = if username.len() <= MAX_USERNAME_BYTES {
-        state
-            .store
-            .user_by_name(username)
-            .await
-            .map_err(store_unavailable)?
-    } else {
-        None
-    };
+    // Throttled attempts are answered before any password hashing.
+    let now = crate::token::now();
+    let throttle = &state.config.throttle;
+    let keys = ThrottleKeys::new(username, peer);
+    if let Some(retry_after) = throttle
+        .locked_for(&state.store, &keys, now)
+        .await
+        .map_err(store_unavailable)?
+    {
+        tracing::warn!(target: "gatehouse::audit", event = "login", outcome = "throttled",
+                       username = %username, client_ip = ?peer, retry_after, "login throttled");
+        return Err(ApiError::SlowDown { retry_after });
+    }
+
+    let user = state
+        .store
+        .user_by_name(username)
+        .await
+        .map_err(store_unavailable)?;
+    // An unknown user costs the same hash as a wrong password.
     let verification = state
         .passwords
         .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await
         .map_err(hash_error)?;
     let Some(user) = user.filter(|_| verification.matches) else {
+        throttle
+            .record_failure(&state.store, &keys, now)
+            .await
+            .map_err(store_unavailable)?;
         tracing::info!(target: "gatehouse::audit", event = "login", outcome = "failure",
                        username = %username, client_ip = ?peer, "login refused");
         return Err(ApiError::InvalidGrant(BAD_CREDENTIALS.into()));
     };
+    // The right password: this pair is not guessing.
+    throttle
+        .record_success(&state.store, &keys)
+        .await
+        .map_err(store_unavailable)?;
     if user.disabled {
         tracing::info!(target: "gatehouse::audit", event = "login", outcome = "disabled",
                        username = %username, client_ip = ?peer, "login refused: account disabled");
@@ -179,7 +221,6 @@ async fn password_grant(
     if verification.needs_rehash {
         upgrade_hash_in_background(state, &user, password);
     }
-    let now = crate::token::now();
     let family = Family {
         id: uuid::Uuid::new_v4().to_string(),
         scope: scope.clone(),
@@ -197,7 +238,7 @@ async fn refresh_grant(
     state: &AppState,
     form: &Form,
     client_id: &str,
-    peer: Option<std::net::IpAddr>,
+    peer: Option<IpAddr>,
 ) -> Result<TokenResponse, ApiError> {
     let presented = required(form, "refresh_token")?;
     let requested = parse_scope(form.get("scope"))?;

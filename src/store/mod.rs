@@ -316,6 +316,48 @@ impl Store {
         dispatch!(self, s => s.prune_expired(now).await)
     }
 
+    /// The latest `locked_until` in the future among these throttle keys.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn login_locked_until(
+        &self,
+        keys: [&str; 2],
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        dispatch!(self, s => s.login_locked_until(keys, now).await)
+    }
+
+    /// Counts one failed login against `key` and returns the failures in the
+    /// current window (a window older than `window_start` starts again at 1).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn record_login_failure(
+        &self,
+        key: &str,
+        now: i64,
+        window_start: i64,
+    ) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.record_login_failure(key, now, window_start).await)
+    }
+
+    /// Refuses attempts against `key` until `until`.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn lock_login(&self, key: &str, until: i64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.lock_login(key, until).await)
+    }
+
+    /// Forgets the failures counted against `key`.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.clear_login_failures(key).await)
+    }
+
     /// Deletes a user.
     ///
     /// # Errors

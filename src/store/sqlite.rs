@@ -360,7 +360,80 @@ impl SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(|e| StoreError::from_sqlx(e, "revoked token"))?;
-        Ok(refresh.rows_affected() + access.rows_affected())
+        // Counters idle for a day are long past any window or lock.
+        let throttle = sqlx::query(
+            "DELETE FROM login_failures WHERE last_failure_at <= ? AND locked_until <= ?",
+        )
+        .bind(now - 86_400)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "login throttle"))?;
+        Ok(refresh.rows_affected() + access.rows_affected() + throttle.rows_affected())
+    }
+
+    pub(super) async fn login_locked_until(
+        &self,
+        keys: [&str; 2],
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MAX(locked_until) FROM login_failures \
+             WHERE throttle_key IN (?, ?) AND locked_until > ?",
+        )
+        .bind(keys[0])
+        .bind(keys[1])
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "login throttle"))
+    }
+
+    pub(super) async fn record_login_failure(
+        &self,
+        key: &str,
+        now: i64,
+        window_start: i64,
+    ) -> Result<i64, StoreError> {
+        // One atomic upsert, so concurrent failures on several instances all count.
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO login_failures (throttle_key, failures, window_started_at, last_failure_at) \
+             VALUES (?, 1, ?, ?) \
+             ON CONFLICT (throttle_key) DO UPDATE SET \
+               failures = CASE WHEN login_failures.window_started_at < ? \
+                               THEN 1 ELSE login_failures.failures + 1 END, \
+               window_started_at = CASE WHEN login_failures.window_started_at < ? \
+                               THEN excluded.window_started_at ELSE login_failures.window_started_at END, \
+               last_failure_at = excluded.last_failure_at \
+             RETURNING failures",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(now)
+        .bind(window_start)
+        .bind(window_start)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "login throttle"))
+    }
+
+    pub(super) async fn lock_login(&self, key: &str, until: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE login_failures SET locked_until = ? WHERE throttle_key = ?")
+            .bind(until)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(|e| StoreError::from_sqlx(e, "login throttle"))
+    }
+
+    pub(super) async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM login_failures WHERE throttle_key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(|e| StoreError::from_sqlx(e, "login throttle"))
     }
 
     pub(super) async fn delete_user(&self, username: &str) -> Result<(), StoreError> {

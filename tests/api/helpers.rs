@@ -6,6 +6,7 @@ use std::time::Duration;
 use gatehouse::app::AppState;
 use gatehouse::config::{PasswordArgs, PasswordScheme, Secret, ServerConfig};
 use gatehouse::store::{ConnectOptions, Store};
+use gatehouse::throttle::ThrottlePolicy;
 use gatehouse::token::{AccessClaims, KeySet};
 use gatehouse::users::{AccountDetails, User};
 use reqwest::Response;
@@ -47,6 +48,8 @@ pub fn test_config(database_url: String) -> ServerConfig {
             bcrypt_cost: 4,
             password_scheme: PasswordScheme::Bcrypt,
         },
+        throttle: ThrottlePolicy::default(),
+        client_ip_header: None,
         hash_workers: 2,
         hash_queue: 64,
         database_url,

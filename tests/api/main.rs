@@ -5,7 +5,10 @@
 
 mod cli;
 mod helpers;
+mod instances;
 mod library;
 mod login;
 mod openapi;
+mod postgres;
 mod protected;
+mod store;

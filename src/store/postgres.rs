@@ -71,12 +71,17 @@ impl PgStore {
     pub(super) async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
         let mut connect = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::BadUrl(format!("invalid DATABASE_URL: {e}")))?
-            // Enforced by the server, so a runaway statement frees its
-            // connection even if this process has gone.
-            .options([(
-                "statement_timeout",
-                format!("{}ms", options.statement_timeout.as_millis().max(1)),
-            )]);
+            .options([
+                // Enforced by the server, so a runaway statement frees its
+                // connection even if this process has gone.
+                (
+                    "statement_timeout",
+                    format!("{}ms", options.statement_timeout.as_millis().max(1)),
+                ),
+                // Notices such as "relation _sqlx_migrations already exists,
+                // skipping" at every start are noise in the server's log.
+                ("client_min_messages", "warning".to_owned()),
+            ]);
         if connect.get_application_name().is_none() {
             connect = connect.application_name("gatehouse");
         }

@@ -45,7 +45,11 @@ impl StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 Self::Conflict(what.to_owned())
             }
-            sqlx::Error::Database(db) if db.code().is_some_and(|code| is_unavailable(&code)) => {
+            sqlx::Error::Database(db)
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some_and(|pg| is_unavailable(pg.code())) =>
+            {
                 Self::Unavailable(error.to_string())
             }
             sqlx::Error::PoolTimedOut
@@ -58,10 +62,10 @@ impl StoreError {
     }
 }
 
-/// Whether a SQLSTATE says the database cannot serve right now, as opposed
-/// to refusing this statement: a lost connection (class 08), a server
-/// shutting down or starting up (57P01-57P03), too many connections (53300),
-/// or a statement cancelled by `statement_timeout` (57014).
+/// Whether a PostgreSQL SQLSTATE says the database cannot serve right now,
+/// as opposed to refusing this statement: a lost connection (class 08), a
+/// server shutting down or starting up (57P01-57P03), too many connections
+/// (53300), or a statement cancelled by `statement_timeout` (57014).
 fn is_unavailable(sqlstate: &str) -> bool {
     sqlstate.starts_with("08")
         || matches!(sqlstate, "57P01" | "57P02" | "57P03" | "53300" | "57014")

@@ -14,7 +14,7 @@ use crate::config::{
     write_secret_to_env_file,
 };
 use crate::password::Passwords;
-use crate::store::{ConnectOptions, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::users::{AccountDetails, AccountError, Accounts, User};
 
 /// OAuth2 password login and JWT bearer protection for HTTP APIs.
@@ -171,7 +171,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Migrate(database) => {
-            open_store(&database.database_url).await?;
+            open_store(&database).await?;
             println!("the database is up to date");
             Ok(())
         }
@@ -187,7 +187,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             passwords,
             command,
         } => {
-            let store = open_store(&database.database_url).await?;
+            let store = open_store(&database).await?;
             let accounts = Accounts::new(store, Passwords::new(&passwords, 1, 0));
             user_command(&accounts, command).await
         }
@@ -205,8 +205,9 @@ fn init_logging(filter: &str) -> Result<(), String> {
 }
 
 /// Connects and migrates, with one clear line on failure.
-async fn open_store(url: &str) -> Result<Store, String> {
-    let store = Store::connect(url, &ConnectOptions::default())
+async fn open_store(database: &DatabaseArgs) -> Result<Store, String> {
+    let url = &database.database_url;
+    let store = Store::connect(url, &database.connect_options())
         .await
         .map_err(|e| match e {
             StoreError::BadUrl(m) => m,
@@ -232,7 +233,7 @@ fn redact_url(url: &str) -> String {
 
 async fn serve(args: ServerArgs) -> Result<(), String> {
     let config = args.validate()?;
-    let store = open_store(&config.database_url).await?;
+    let store = open_store(&args.database).await?;
     run_server(config, store).await
 }
 
@@ -243,9 +244,10 @@ async fn run_server(config: config::ServerConfig, store: Store) -> Result<(), St
     let address = listener
         .local_addr()
         .map_err(|e| format!("could not read the listening address: {e}"))?;
+    let engine = store.engine();
     let state = AppState::new(config, store);
     state.spawn_maintenance();
-    tracing::info!(%address, "gatehouse listening; Swagger UI at http://{address}/docs");
+    tracing::info!(%address, engine, "gatehouse listening; Swagger UI at http://{address}/docs");
     crate::http::serve(
         listener,
         crate::http::router(state),
@@ -269,7 +271,7 @@ async fn demo(mut args: ServerArgs) -> Result<(), String> {
     }
     check_secret(args.secret()?)?;
     let config = args.validate()?;
-    let store = open_store(&config.database_url).await?;
+    let store = open_store(&args.database).await?;
     let accounts = Accounts::new(store.clone(), Passwords::new(&config.passwords, 2, 0));
     println!("Demo users (passwords are new on every `gatehouse demo`):");
     for (name, full_name, email) in DEMO_USERS {

@@ -74,12 +74,51 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{e} (write seconds, or a duration such as 30m, 12h, 14d)"))
 }
 
-/// Where users (and later tokens) are stored.
+/// Where users (and later tokens) are stored, and how connections behave.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// `sqlite://PATH` (created on first start) or `postgres://USER@HOST/DB`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://gatehouse.db")]
     pub database_url: String,
+    /// Most database connections this process holds open.
+    #[arg(long, env = "GATEHOUSE_DB_MAX_CONNECTIONS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+    /// How long to wait for a database connection: at start-up (then the
+    /// command fails), and per request (then it is answered with 503).
+    #[arg(long, env = "GATEHOUSE_DB_CONNECT_TIMEOUT", default_value = "5s",
+          value_parser = parse_positive_duration)]
+    pub db_connect_timeout: Duration,
+    /// How long one database statement may run before it is cancelled and
+    /// the request answered with 503.
+    #[arg(long, env = "GATEHOUSE_DB_STATEMENT_TIMEOUT", default_value = "5s",
+          value_parser = parse_positive_duration)]
+    pub db_statement_timeout: Duration,
+}
+
+impl DatabaseArgs {
+    /// The connection settings for [`crate::store::Store::connect`].
+    pub fn connect_options(&self) -> crate::store::ConnectOptions {
+        crate::store::ConnectOptions {
+            max_connections: self.db_max_connections,
+            connect_timeout: self.db_connect_timeout,
+            statement_timeout: self.db_statement_timeout,
+        }
+    }
+}
+
+/// Like [`parse_duration`], but zero is refused.
+///
+/// # Errors
+/// Text that is not a duration, or a zero duration.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(
+            "must be more than zero (write seconds, or a duration such as 500ms or 5s)".to_owned(),
+        );
+    }
+    Ok(duration)
 }
 
 /// How passwords are hashed.
@@ -407,6 +446,11 @@ mod tests {
         assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
         assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86400)));
         assert!(parse_duration("soon").is_err());
+        assert_eq!(
+            parse_positive_duration("500ms"),
+            Ok(Duration::from_millis(500))
+        );
+        assert!(parse_positive_duration("0").is_err());
     }
 
     #[test]

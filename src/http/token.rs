@@ -140,7 +140,7 @@ pub(super) async fn read_client_form(request: Request) -> Result<(Form, String),
 pub(super) fn client_ip(state: &AppState, request: &Request) -> Option<IpAddr> {
     let from_header = state.config.client_ip_header.as_deref().and_then(|name| {
         let values = request.headers().get_all(name);
-        let last = values.iter().last()?.to_str().ok()?;
+        let last = values.iter().next_back()?.to_str().ok()?;
         last.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
     });
     from_header.or_else(|| {

@@ -1,13 +1,21 @@
 //! Storage: the [`Store`] exposes domain operations and hides SQL. The
 //! engine is chosen by the URL scheme; each engine lives in its own module
 //! with its own embedded migrations, and both behave the same.
+//!
+//! Every operation except [`Store::migrate`] is bounded in time: a pooled
+//! connection must be had within the connect timeout and the statement must
+//! finish within the statement timeout, or the operation fails with
+//! [`StoreError::Unavailable`] (which the HTTP layer answers with 503).
 
+mod postgres;
 mod sqlite;
 
+use std::future::Future;
 use std::time::Duration;
 
 use crate::users::{NewUser, User};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Why a store operation failed.
@@ -37,10 +45,18 @@ impl StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 Self::Conflict(what.to_owned())
             }
+            sqlx::Error::Database(db)
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some_and(|pg| is_unavailable(pg.code())) =>
+            {
+                Self::Unavailable(error.to_string())
+            }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => Self::Unavailable(error.to_string()),
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(error.to_string()),
             _ => Self::Other(error.to_string()),
         }
     }
@@ -114,20 +130,43 @@ pub enum Rotation {
     Invalid,
 }
 
+/// Whether a PostgreSQL SQLSTATE says the database cannot serve right now,
+/// as opposed to refusing this statement: a lost connection (class 08), a
+/// server shutting down or starting up (57P01-57P03), too many connections
+/// (53300), or a statement cancelled by `statement_timeout` (57014).
+fn is_unavailable(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08")
+        || matches!(sqlstate, "57P01" | "57P02" | "57P03" | "53300" | "57014")
+}
+
 /// Connection settings shared by the engines.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// Most connections held open.
+    /// Most connections held open by this process.
     pub max_connections: u32,
-    /// How long to wait for a connection.
-    pub acquire_timeout: Duration,
+    /// How long to wait for a connection: at start-up for the first one,
+    /// and on every operation for one from the pool (opening a new one if
+    /// needed). Also SQLite's busy timeout.
+    pub connect_timeout: Duration,
+    /// How long one statement may run. PostgreSQL enforces it on the server
+    /// (`statement_timeout`); on both engines an operation is also abandoned
+    /// when connect timeout plus statement timeout have passed.
+    pub statement_timeout: Duration,
+}
+
+impl ConnectOptions {
+    /// The longest any operation other than migration may take.
+    fn operation_deadline(&self) -> Duration {
+        self.connect_timeout + self.statement_timeout
+    }
 }
 
 impl Default for ConnectOptions {
     fn default() -> Self {
         Self {
             max_connections: 8,
-            acquire_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -137,39 +176,79 @@ impl Default for ConnectOptions {
 pub enum Store {
     /// Embedded SQLite (the default).
     Sqlite(SqliteStore),
+    /// PostgreSQL, for several instances sharing one database.
+    Postgres(PgStore),
 }
 
+/// Runs `$call` on whichever engine `$self` is, within the engine's
+/// operation deadline (so a database that stops answering yields
+/// [`StoreError::Unavailable`], never a hang).
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
-            Store::Sqlite($store) => $call,
+            Store::Sqlite($store) => within($store.deadline(), $call).await,
+            Store::Postgres($store) => within($store.deadline(), $call).await,
         }
     };
 }
 
+/// `operation`, unless it takes longer than `deadline`.
+async fn within<T>(
+    deadline: Duration,
+    operation: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(deadline, operation)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "no answer within {}ms",
+                deadline.as_millis()
+            )))
+        })
+}
+
 impl Store {
-    /// Connects to the database named by `url` (`sqlite://…`), creating a
-    /// SQLite file if it does not exist. Does not migrate.
+    /// Connects to the database named by `url`: `sqlite://PATH` (the file is
+    /// created if it does not exist) or `postgres://…` / `postgresql://…`.
+    /// Does not migrate.
     ///
     /// # Errors
-    /// An unknown URL scheme or an unreachable database.
+    /// [`StoreError::BadUrl`] for an unknown scheme or a malformed URL;
+    /// [`StoreError::Unavailable`] when no connection could be made within
+    /// the connect timeout, with the cause.
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
             Ok(Self::Sqlite(SqliteStore::connect(url, options).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(PgStore::connect(url, options).await?))
         } else {
             Err(StoreError::BadUrl(format!(
-                "DATABASE_URL must start with sqlite:// (got {:?})",
+                "DATABASE_URL must start with sqlite:// or postgres:// (got {:?})",
                 url.split(':').next().unwrap_or_default()
             )))
         }
     }
 
-    /// Applies the embedded migrations that are not applied yet.
+    /// The engine's name, for messages and logs.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies the embedded migrations that are not applied yet. Safe to run
+    /// from several processes at once on PostgreSQL: the migrator holds an
+    /// advisory lock, so one applies and the others then find nothing to do.
+    /// Not bounded by the operation deadline (a migration may be slow).
     ///
     /// # Errors
     /// A migration failed or the database is unreachable.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        dispatch!(self, s => s.migrate().await)
+        match self {
+            Self::Sqlite(s) => s.migrate().await,
+            Self::Postgres(s) => s.migrate().await,
+        }
     }
 
     /// Answers when the database answers (for readiness).
@@ -177,7 +256,7 @@ impl Store {
     /// # Errors
     /// The database does not answer.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, s => s.ping().await)
+        dispatch!(self, s => s.ping())
     }
 
     /// Creates a user.
@@ -185,7 +264,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Conflict`] if the username is taken.
     pub async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
-        dispatch!(self, s => s.create_user(user).await)
+        dispatch!(self, s => s.create_user(user))
     }
 
     /// The user with exactly this username.
@@ -193,7 +272,7 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
-        dispatch!(self, s => s.user_by_name(username).await)
+        dispatch!(self, s => s.user_by_name(username))
     }
 
     /// Every user, by username.
@@ -201,7 +280,7 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        dispatch!(self, s => s.list_users().await)
+        dispatch!(self, s => s.list_users())
     }
 
     /// Enables or disables a user; disabling voids their tokens.
@@ -209,7 +288,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user.
     pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<User, StoreError> {
-        dispatch!(self, s => s.set_disabled(username, disabled).await)
+        dispatch!(self, s => s.set_disabled(username, disabled))
     }
 
     /// Replaces the password hash and voids the user's tokens.
@@ -217,7 +296,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user.
     pub async fn set_password_hash(&self, username: &str, hash: &str) -> Result<User, StoreError> {
-        dispatch!(self, s => s.set_password_hash(username, hash).await)
+        dispatch!(self, s => s.set_password_hash(username, hash))
     }
 
     /// Replaces `old` with an upgraded hash of the same password, unless the
@@ -231,7 +310,7 @@ impl Store {
         old: &str,
         new: &str,
     ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.upgrade_password_hash(username, old, new).await)
+        dispatch!(self, s => s.upgrade_password_hash(username, old, new))
     }
 
     /// Voids every outstanding token of the user.
@@ -239,7 +318,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user.
     pub async fn bump_token_version(&self, username: &str) -> Result<User, StoreError> {
-        dispatch!(self, s => s.bump_token_version(username).await)
+        dispatch!(self, s => s.bump_token_version(username))
     }
 
     /// The user with this id.
@@ -247,7 +326,7 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
-        dispatch!(self, s => s.user_by_id(id).await)
+        dispatch!(self, s => s.user_by_id(id))
     }
 
     /// Stores a new refresh token.
@@ -255,7 +334,7 @@ impl Store {
     /// # Errors
     /// The database failed (a hash collision is a conflict).
     pub async fn create_refresh_token(&self, token: &NewRefreshToken) -> Result<(), StoreError> {
-        dispatch!(self, s => s.create_refresh_token(token).await)
+        dispatch!(self, s => s.create_refresh_token(token))
     }
 
     /// Spends the refresh token with this hash, atomically: of concurrent
@@ -269,7 +348,7 @@ impl Store {
         token_hash: &str,
         now: i64,
     ) -> Result<Rotation, StoreError> {
-        dispatch!(self, s => s.spend_refresh_token(token_hash, now).await)
+        dispatch!(self, s => s.spend_refresh_token(token_hash, now))
     }
 
     /// Revokes the family of the refresh token with this hash. Returns
@@ -282,7 +361,7 @@ impl Store {
         token_hash: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.revoke_refresh_family(token_hash, now).await)
+        dispatch!(self, s => s.revoke_refresh_family(token_hash, now))
     }
 
     /// Denies the access token `jti` until `expires_at`, and prunes entries
@@ -296,7 +375,7 @@ impl Store {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.revoke_access_token(jti, expires_at, now).await)
+        dispatch!(self, s => s.revoke_access_token(jti, expires_at, now))
     }
 
     /// Whether the access token `jti` was revoked.
@@ -304,7 +383,7 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.is_access_token_revoked(jti).await)
+        dispatch!(self, s => s.is_access_token_revoked(jti))
     }
 
     /// Deletes refresh tokens whose family has expired and denylist entries
@@ -313,7 +392,7 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn prune_expired(&self, now: i64) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.prune_expired(now).await)
+        dispatch!(self, s => s.prune_expired(now))
     }
 
     /// The latest `locked_until` in the future among these throttle keys.
@@ -325,7 +404,7 @@ impl Store {
         keys: [&str; 2],
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
-        dispatch!(self, s => s.login_locked_until(keys, now).await)
+        dispatch!(self, s => s.login_locked_until(keys, now))
     }
 
     /// Counts one failed login against `key` and returns the failures in the
@@ -339,7 +418,7 @@ impl Store {
         now: i64,
         window_start: i64,
     ) -> Result<i64, StoreError> {
-        dispatch!(self, s => s.record_login_failure(key, now, window_start).await)
+        dispatch!(self, s => s.record_login_failure(key, now, window_start))
     }
 
     /// Refuses attempts against `key` until `until`.
@@ -347,7 +426,7 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn lock_login(&self, key: &str, until: i64) -> Result<(), StoreError> {
-        dispatch!(self, s => s.lock_login(key, until).await)
+        dispatch!(self, s => s.lock_login(key, until))
     }
 
     /// Forgets the failures counted against `key`.
@@ -355,7 +434,7 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-        dispatch!(self, s => s.clear_login_failures(key).await)
+        dispatch!(self, s => s.clear_login_failures(key))
     }
 
     /// Deletes a user.
@@ -363,7 +442,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user.
     pub async fn delete_user(&self, username: &str) -> Result<(), StoreError> {
-        dispatch!(self, s => s.delete_user(username).await)
+        dispatch!(self, s => s.delete_user(username))
     }
 }
 
@@ -380,4 +459,36 @@ pub(crate) fn split_scopes(scopes: &str) -> Vec<String> {
 /// Seconds since the epoch to a UTC time (the epoch itself if out of range).
 pub(crate) fn from_unix(seconds: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(seconds, 0).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_operation_past_its_deadline_is_unavailable() {
+        let stuck = within(
+            Duration::from_millis(10),
+            std::future::pending::<Result<(), StoreError>>(),
+        )
+        .await;
+        assert!(
+            matches!(&stuck, Err(StoreError::Unavailable(m)) if m.contains("10ms")),
+            "{stuck:?}"
+        );
+        let quick = within(Duration::from_secs(60), async { Ok(7) }).await;
+        assert!(matches!(quick, Ok(7)));
+    }
+
+    #[test]
+    fn lost_connections_and_shutdowns_are_unavailable_other_errors_are_not() {
+        for code in [
+            "08006", "08001", "57P01", "57P02", "57P03", "53300", "57014",
+        ] {
+            assert!(is_unavailable(code), "{code}");
+        }
+        for code in ["23505", "42P01", "22001", "40001"] {
+            assert!(!is_unavailable(code), "{code}");
+        }
+    }
 }

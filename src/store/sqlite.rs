@@ -1,6 +1,7 @@
 //! The SQLite engine: one database file in WAL mode, created on first start.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
@@ -25,6 +26,7 @@ macro_rules! user_columns {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    deadline: Duration,
 }
 
 #[derive(FromRow)]
@@ -70,14 +72,21 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(options.acquire_timeout);
+            .busy_timeout(options.connect_timeout);
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
+            .acquire_timeout(options.connect_timeout)
             .connect_with(connect)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            deadline: options.operation_deadline(),
+        })
+    }
+
+    pub(super) fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {

@@ -1,18 +1,23 @@
 //! The `gatehouse` command line, run as a process in a scratch directory
-//! with a clean environment.
+//! with a clean environment, against a fresh database of the engine under
+//! test.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use crate::helpers::TestDatabase;
+
 struct Cli {
     dir: tempfile::TempDir,
+    database: TestDatabase,
 }
 
 impl Cli {
     fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
+            database: TestDatabase::new(),
         }
     }
 
@@ -26,10 +31,7 @@ impl Cli {
             .args(args)
             .current_dir(self.path())
             .env_clear()
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}", self.path().join("users.db").display()),
-            )
+            .env("DATABASE_URL", &self.database.url)
             .env("GATEHOUSE_BCRYPT_COST", "4")
             .stdin(Stdio::null());
         command
@@ -276,9 +278,19 @@ fn an_unreachable_database_is_one_clear_line() {
 #[test]
 fn migrate_creates_the_database_and_openapi_prints_json() {
     let cli = Cli::new();
+    if let Some(path) = cli.database.sqlite_path() {
+        assert!(!path.exists());
+    }
     let output = cli.run(&["migrate"]);
     assert!(output.status.success(), "{output:?}");
-    assert!(cli.path().join("users.db").exists());
+    assert_eq!(stdout(&output), "the database is up to date\n");
+    if let Some(path) = cli.database.sqlite_path() {
+        assert!(path.exists());
+    }
+    // The schema is there: listing users works and finds none.
+    let list = cli.run(&["user", "list"]);
+    assert!(list.status.success(), "{list:?}");
+    assert_eq!(stdout(&list).lines().count(), 1, "only the header");
     let spec: serde_json::Value = serde_json::from_slice(&cli.run(&["openapi"]).stdout).unwrap();
     assert_eq!(spec["info"]["title"], "Gatehouse");
 }
@@ -337,4 +349,75 @@ fn gen_key_writes_a_private_and_a_public_pem() {
             .unwrap(),
     );
     assert!(missing.contains("could not read the key file"), "{missing}");
+}
+
+#[test]
+fn an_unreachable_postgres_server_is_one_line_naming_the_cause() {
+    let cli = Cli::new();
+    // A port nothing listens on: refused at once, retried until the timeout.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let output = cli
+        .command(&["migrate"])
+        .env(
+            "DATABASE_URL",
+            format!("postgres://app:s3cret@127.0.0.1:{port}/gatehouse"),
+        )
+        .env("GATEHOUSE_DB_CONNECT_TIMEOUT", "300ms")
+        .output()
+        .unwrap();
+    let error = one_line_error(&output);
+    assert!(
+        error.contains("could not open the database")
+            && error.contains(&format!("postgres://app:***@127.0.0.1:{port}/gatehouse"))
+            && error.to_lowercase().contains("refused"),
+        "{error}"
+    );
+    assert!(!error.contains("s3cret"), "{error}");
+}
+
+#[test]
+fn a_postgres_server_that_never_answers_fails_at_the_connect_timeout() {
+    let cli = Cli::new();
+    // Accepts connections (the backlog does) but never speaks.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let output = cli
+        .command(&["serve", "--bind", "127.0.0.1:0"])
+        .env("SECRET_KEY_ENV", "x".repeat(40))
+        .env(
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:{port}/gatehouse"),
+        )
+        .env("GATEHOUSE_DB_CONNECT_TIMEOUT", "300ms")
+        .output()
+        .unwrap();
+    let error = one_line_error(&output);
+    assert!(
+        error.contains("could not open the database") && error.contains("connect timeout"),
+        "{error}"
+    );
+    drop(silent);
+}
+
+#[test]
+fn database_settings_out_of_range_are_refused_before_connecting() {
+    let cli = Cli::new();
+    let zero = cli
+        .command(&["migrate"])
+        .env("GATEHOUSE_DB_STATEMENT_TIMEOUT", "0")
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2), "clap's usage error: {zero:?}");
+    let stderr = String::from_utf8(zero.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("more than zero"),
+        "{stderr}"
+    );
+    let pool = cli.run(&["migrate", "--db-max-connections", "0"]);
+    assert_eq!(pool.status.code(), Some(2), "clap's usage error: {pool:?}");
+    if let Some(path) = cli.database.sqlite_path() {
+        assert!(!path.exists(), "refused before touching the database");
+    }
 }

@@ -1,6 +1,12 @@
 //! The test harness: the real server on `127.0.0.1:0` with its own database,
 //! and one helper per endpoint.
+//!
+//! Every test gets a fresh database: a SQLite file in a temporary directory,
+//! or, when `TEST_DATABASE_URL` names a PostgreSQL server, a new database on
+//! it (`CREATE DATABASE gh_test_<pid>_<random>`), dropped when the test ends.
 
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gatehouse::app::AppState;
@@ -11,6 +17,7 @@ use gatehouse::token::{AccessClaims, KeySet};
 use gatehouse::users::{AccountDetails, User};
 use reqwest::Response;
 use serde_json::Value;
+use sqlx::{Connection, Executor, PgConnection};
 use tokio::sync::oneshot;
 
 pub const TEST_SECRET: &str = "test-secret-0123456789abcdef-0123456789abcdef";
@@ -18,12 +25,187 @@ pub const ISSUER: &str = "http://gatehouse.test";
 pub const AUDIENCE: &str = "gatehouse";
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The PostgreSQL server to test against, if any: an admin URL whose
+/// database (e.g. `test`) is used only to create and drop test databases.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// A database of its own for one test, removed when dropped.
+pub struct TestDatabase {
+    /// What `DATABASE_URL` should be to use it.
+    pub url: String,
+    engine: TestEngine,
+}
+
+enum TestEngine {
+    Sqlite { dir: tempfile::TempDir },
+    Postgres { admin_url: String, name: String },
+}
+
+/// Test databases are named `gh_test_<pid>_<random>`, so a run can tell
+/// its own from those of a run that was killed before it could drop them.
+const TEST_DATABASE_PREFIX: &str = "gh_test_";
+
+impl TestDatabase {
+    /// A fresh database on the engine under test.
+    pub fn new() -> Self {
+        match postgres_admin_url() {
+            Some(admin_url) => Self::postgres(&admin_url),
+            None => Self::sqlite(),
+        }
+    }
+
+    /// A fresh SQLite file.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
+        Self {
+            url,
+            engine: TestEngine::Sqlite { dir },
+        }
+    }
+
+    /// A fresh PostgreSQL database on the server of `admin_url`.
+    pub fn postgres(admin_url: &str) -> Self {
+        static CLEANED: std::sync::Once = std::sync::Once::new();
+        CLEANED.call_once(|| drop_stale_databases(admin_url));
+        let name = format!(
+            "{TEST_DATABASE_PREFIX}{}_{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        );
+        // The name is ours (digits and hex), and DDL takes no bind parameters.
+        let create = format!("CREATE DATABASE {name}");
+        let admin = admin_url.to_owned();
+        on_own_runtime(async move {
+            let mut connection = PgConnection::connect(&admin).await?;
+            connection.execute(create.as_str()).await?;
+            connection.close().await
+        })
+        .unwrap();
+        Self {
+            url: with_database(admin_url, &name),
+            engine: TestEngine::Postgres {
+                admin_url: admin_url.to_owned(),
+                name,
+            },
+        }
+    }
+
+    /// Whether this is a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.engine, TestEngine::Postgres { .. })
+    }
+
+    /// The SQLite file, if this is SQLite.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        match &self.engine {
+            TestEngine::Sqlite { dir } => Some(dir.path().join("gatehouse.db")),
+            TestEngine::Postgres { .. } => None,
+        }
+    }
+
+    /// Connects a store to it, migrated.
+    pub async fn store(&self) -> Store {
+        let store = Store::connect(&self.url, &ConnectOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let TestEngine::Postgres { admin_url, name } = &self.engine {
+            // FORCE ends the connections the test's pools still hold.
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let admin = admin_url.clone();
+            let dropped = on_own_runtime(async move {
+                let mut connection = PgConnection::connect(&admin).await?;
+                connection.execute(drop.as_str()).await?;
+                connection.close().await
+            });
+            if let Err(error) = dropped {
+                eprintln!("could not drop the test database {name}: {error}");
+            }
+        }
+    }
+}
+
+/// Drops the test databases of earlier runs that died before dropping
+/// them: those whose process is gone and that nobody is connected to. (A
+/// database of a live run, here or in another checkout, is left alone.)
+fn drop_stale_databases(admin_url: &str) {
+    if !Path::new("/proc/self").exists() {
+        return; // No way to tell which runs are alive.
+    }
+    let admin = admin_url.to_owned();
+    let cleaned = on_own_runtime(async move {
+        let mut connection = PgConnection::connect(&admin).await?;
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT d.datname::text FROM pg_database d WHERE starts_with(d.datname, $1) \
+             AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+        )
+        .bind(TEST_DATABASE_PREFIX)
+        .fetch_all(&mut connection)
+        .await?;
+        for name in names {
+            let pid = name[TEST_DATABASE_PREFIX.len()..]
+                .split('_')
+                .next()
+                .and_then(|pid| pid.parse::<u32>().ok());
+            let alive = pid.is_none_or(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            let is_name = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !alive && is_name {
+                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                connection.execute(drop.as_str()).await?;
+            }
+        }
+        connection.close().await
+    });
+    if let Err(error) = cleaned {
+        eprintln!("could not drop stale test databases: {error}");
+    }
+}
+
+/// `url` with its database name replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let path = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
+    format!("{}/{name}{query}", &base[..path])
+}
+
+/// Runs `future` to completion on a runtime of its own, on another thread,
+/// so it works from synchronous code and from `Drop` inside a test runtime.
+pub fn on_own_runtime<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    })
+    .join()
+    .unwrap()
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    /// Dropped after the server is told to stop (fields drop after `drop`).
+    pub database: TestDatabase,
 }
 
 impl Drop for TestApp {
@@ -61,14 +243,19 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
-    let mut config = test_config(url);
+    let database = TestDatabase::new();
+    let mut config = test_config(database.url.clone());
     adjust(&mut config);
     let store = Store::connect(&config.database_url, &ConnectOptions::default())
         .await
         .unwrap();
     store.migrate().await.unwrap();
+    serve_app(config, store, database).await
+}
+
+/// Serves the app over `store` (connected and migrated), which lives in
+/// `database`, on a port of its own.
+pub async fn serve_app(config: ServerConfig, store: Store, database: TestDatabase) -> TestApp {
     let state = AppState::new(config, store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
@@ -90,7 +277,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
         client,
         state,
         shutdown: Some(tx),
-        _dir: dir,
+        database,
     }
 }
 

@@ -6,8 +6,11 @@
 mod cli;
 mod helpers;
 mod keys;
+mod instances;
 mod library;
 mod lifecycle;
 mod login;
 mod openapi;
+mod postgres;
 mod protected;
+mod store;

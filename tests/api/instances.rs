@@ -1,0 +1,272 @@
+//! Several instances on one PostgreSQL database (skipped without
+//! `TEST_DATABASE_URL`): two real `gatehouse serve` processes, started at
+//! the same moment so they also race on the start-up migrations, and the
+//! command line acting on the same database.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use gatehouse::auth::Authenticator;
+use reqwest::Response;
+use serde_json::Value;
+
+use crate::helpers::{
+    AUDIENCE, TestDatabase, assert_error, assert_invalid_token, postgres_admin_url,
+};
+
+const SECRET: &str = "multi-instance-secret-0123456789abcdef-0123";
+const ISSUER: &str = "https://auth.example.test";
+const PASSWORD: &str = "pw-of-carol-on-every-instance";
+
+/// Settings every instance must share (see the README).
+fn shared_settings(command: &mut Command, database_url: &str) {
+    command
+        .env_clear()
+        .env("DATABASE_URL", database_url)
+        .env("SECRET_KEY_ENV", SECRET)
+        .env("GATEHOUSE_ISSUER", ISSUER)
+        .env("GATEHOUSE_AUDIENCE", AUDIENCE)
+        .env("GATEHOUSE_BCRYPT_COST", "4");
+}
+
+/// A `gatehouse serve` process, killed when dropped.
+struct Instance {
+    child: Child,
+    address: mpsc::Receiver<Result<String, String>>,
+    base: Option<String>,
+}
+
+impl Instance {
+    /// Starts the process on a port the system picks; [`Instance::ready`]
+    /// learns which from its start-up log line.
+    fn start(database_url: &str, dir: &std::path::Path) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        command
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .current_dir(dir);
+        shared_settings(&mut command, database_url);
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, address) = mpsc::channel();
+        // Reads the log to its end, so the process never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut log = String::new();
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(address) = listening_address(&line) {
+                        let _ = tx.send(Ok(address));
+                        sent = true;
+                    }
+                }
+                log.push_str(&line);
+                log.push('\n');
+            }
+            if !sent {
+                let _ = tx.send(Err(log));
+            }
+        });
+        Self {
+            child,
+            address,
+            base: None,
+        }
+    }
+
+    /// Waits until the process listens, and returns its base URL.
+    fn ready(&mut self) -> String {
+        if self.base.is_none() {
+            let address = match self.address.recv_timeout(Duration::from_secs(60)) {
+                Ok(Ok(address)) => address,
+                Ok(Err(log)) => panic!("the instance exited before listening:\n{log}"),
+                Err(e) => panic!("the instance did not listen within 60s: {e}"),
+            };
+            self.base = Some(format!("http://{address}"));
+        }
+        self.base.clone().unwrap()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `…Swagger UI at http://127.0.0.1:PORT/docs…` → `127.0.0.1:PORT`.
+fn listening_address(line: &str) -> Option<String> {
+    let start = line.find("Swagger UI at http://")? + "Swagger UI at http://".len();
+    let end = line[start..].find("/docs")? + start;
+    Some(line[start..end].to_owned())
+}
+
+/// Runs `gatehouse ARGS` against the shared database.
+fn cli(database_url: &str, dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command.args(args).current_dir(dir);
+    shared_settings(&mut command, database_url);
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "gatehouse {args:?}: {output:?}");
+    output
+}
+
+async fn login(client: &reqwest::Client, base: &str) -> Response {
+    client
+        .post(format!("{base}/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "carol"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn token_from(client: &reqwest::Client, base: &str) -> String {
+    let response = login(client, base).await;
+    assert_eq!(response.status(), 200, "login on {base}");
+    let body: Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn me(client: &reqwest::Client, base: &str, token: &str) -> Response {
+    client
+        .get(format!("{base}/users/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn assert_me(client: &reqwest::Client, base: &str, token: &str) {
+    let response = me(client, base, token).await;
+    assert_eq!(response.status(), 200, "on {base}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["username"], "carol");
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_share_users_tokens_and_revocations() {
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("skipped: set TEST_DATABASE_URL to run the multi-instance test");
+        return;
+    };
+    let database = TestDatabase::postgres(&admin);
+    let url = database.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    // Both start on the empty database at once: one applies the
+    // migrations, the other waits for its lock and finds them applied.
+    let mut a = Instance::start(&url, dir.path());
+    let mut b = Instance::start(&url, dir.path());
+    let (a, b) = (a.ready(), b.ready());
+    assert_ne!(a, b);
+    let client = reqwest::Client::new();
+
+    // A user created with the command line logs in on both.
+    cli(
+        &url,
+        dir.path(),
+        &["user", "add", "carol", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    let from_a = token_from(&client, &a).await;
+    let from_b = token_from(&client, &b).await;
+
+    // A token from one is accepted by the other.
+    assert_me(&client, &b, &from_a).await;
+    assert_me(&client, &a, &from_b).await;
+
+    // A resource server with the same secret, issuer and audience, and no
+    // database at all, accepts them too; a different issuer does not.
+    let resource = Authenticator::hs256(SECRET, ISSUER, AUDIENCE).unwrap();
+    let claims = resource
+        .verifier()
+        .verify(&from_a, gatehouse::token::now())
+        .unwrap();
+    assert_eq!(claims.sub, "carol");
+    let elsewhere = Authenticator::hs256(SECRET, "https://other.example.test", AUDIENCE).unwrap();
+    assert!(
+        elsewhere
+            .verifier()
+            .verify(&from_b, gatehouse::token::now())
+            .is_err()
+    );
+
+    // Every request reads the user's row, so a change to the shared
+    // database takes effect on every instance at the next request: the
+    // very first request after the command returns is refused, no waiting.
+    cli(&url, dir.path(), &["user", "disable", "carol"], "");
+    for (base, token) in [(&a, &from_a), (&b, &from_a), (&a, &from_b), (&b, &from_b)] {
+        let body = assert_invalid_token(me(&client, base, token).await).await;
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("disabled"),
+            "{body}"
+        );
+    }
+    for base in [&a, &b] {
+        let body = assert_error(login(&client, base).await, 400, "invalid_grant").await;
+        assert_eq!(body["error_description"], "account disabled");
+    }
+
+    // Enabled again: new logins work everywhere; the old tokens stay void.
+    cli(&url, dir.path(), &["user", "enable", "carol"], "");
+    let fresh = token_from(&client, &b).await;
+    assert_me(&client, &a, &fresh).await;
+    assert_invalid_token(me(&client, &a, &from_a).await).await;
+
+    // Revoking every token of the user: refused on both at once.
+    cli(&url, dir.path(), &["user", "revoke", "carol"], "");
+    for base in [&a, &b] {
+        let body = assert_invalid_token(me(&client, base, &fresh).await).await;
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("revoked"),
+            "{body}"
+        );
+    }
+    let after = token_from(&client, &a).await;
+    assert_me(&client, &b, &after).await;
+
+    // Deleted: gone on both.
+    cli(&url, dir.path(), &["user", "delete", "carol"], "");
+    for base in [&a, &b] {
+        assert_invalid_token(me(&client, base, &after).await).await;
+        assert_error(login(&client, base).await, 400, "invalid_grant").await;
+    }
+}
+
+#[test]
+fn the_listening_address_is_read_from_the_log_line() {
+    let line = "2026-11-29T05:45:28Z  INFO gatehouse::cli: gatehouse listening; Swagger UI at \
+                http://127.0.0.1:43483/docs address=127.0.0.1:43483 engine=\"postgres\"";
+    assert_eq!(listening_address(line).as_deref(), Some("127.0.0.1:43483"));
+    assert_eq!(listening_address("INFO something else"), None);
+}

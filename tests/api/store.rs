@@ -1,0 +1,272 @@
+//! Every store operation, with the same assertions on whichever engine is
+//! under test (SQLite, or PostgreSQL with `TEST_DATABASE_URL`): the two
+//! engines must be indistinguishable to the rest of the code.
+
+use chrono::Utc;
+use gatehouse::store::{Store, StoreError};
+use gatehouse::users::NewUser;
+
+use crate::helpers::TestDatabase;
+
+fn new_user(name: &str) -> NewUser {
+    NewUser {
+        username: name.to_owned(),
+        email: Some(format!("{name}@example.com")),
+        full_name: Some("Zoë Ünïcode 🚀".to_owned()),
+        password_hash: "$2b$04$hash-of-the-first-password".to_owned(),
+        disabled: false,
+        scopes: vec!["me".to_owned(), "items".to_owned()],
+    }
+}
+
+async fn token_version(store: &Store, name: &str) -> i64 {
+    store
+        .user_by_name(name)
+        .await
+        .unwrap()
+        .unwrap()
+        .token_version
+}
+
+#[tokio::test]
+async fn the_engine_under_test_is_the_one_asked_for() {
+    let database = TestDatabase::new();
+    let store = database.store().await;
+    let expected = if database.is_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert_eq!(store.engine(), expected);
+    store.ping().await.unwrap();
+    // Migrating again finds nothing to do.
+    store.migrate().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_created_user_reads_back_field_for_field() {
+    let database = TestDatabase::new();
+    let store = database.store().await;
+    let before = Utc::now().timestamp();
+    let created = store.create_user(&new_user("alice")).await.unwrap();
+    let after = Utc::now().timestamp();
+
+    assert!(created.id > 0);
+    assert_eq!(created.username, "alice");
+    assert_eq!(created.email.as_deref(), Some("alice@example.com"));
+    assert_eq!(created.full_name.as_deref(), Some("Zoë Ünïcode 🚀"));
+    assert_eq!(created.password_hash, "$2b$04$hash-of-the-first-password");
+    assert!(!created.disabled);
+    assert_eq!(created.scopes, ["me", "items"]);
+    assert_eq!(created.token_version, 0);
+    let stamp = created.created_at.timestamp();
+    assert!(
+        (before..=after).contains(&stamp),
+        "{stamp} not in {before}..={after}"
+    );
+    assert_eq!(created.updated_at, created.created_at);
+
+    let read = store.user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(read, created);
+
+    let bare = store
+        .create_user(&NewUser {
+            email: None,
+            full_name: None,
+            disabled: true,
+            scopes: Vec::new(),
+            ..new_user("bob")
+        })
+        .await
+        .unwrap();
+    assert!(bare.id > created.id);
+    let bare_read = store.user_by_name("bob").await.unwrap().unwrap();
+    assert_eq!(bare_read, bare);
+    assert_eq!(bare_read.email, None);
+    assert_eq!(bare_read.full_name, None);
+    assert!(bare_read.disabled);
+    assert!(bare_read.scopes.is_empty());
+}
+
+#[tokio::test]
+async fn a_taken_username_is_a_conflict_and_names_are_case_sensitive() {
+    let database = TestDatabase::new();
+    let store = database.store().await;
+    store.create_user(&new_user("alice")).await.unwrap();
+    let again = store.create_user(&new_user("alice")).await.unwrap_err();
+    assert!(
+        matches!(&again, StoreError::Conflict(what) if what.contains("alice")),
+        "{again:?}"
+    );
+    // Exactly as stored: another case is another user.
+    store.create_user(&new_user("Alice")).await.unwrap();
+    assert_eq!(
+        store.user_by_name("ALICE").await.unwrap(),
+        None,
+        "lookups are exact"
+    );
+    assert_eq!(store.list_users().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn users_are_listed_in_byte_order_of_their_names() {
+    let database = TestDatabase::new();
+    let store = database.store().await;
+    assert!(store.list_users().await.unwrap().is_empty());
+    for name in ["bob", "alice", "_z", "Alice", "a.b", "Zed"] {
+        store.create_user(&new_user(name)).await.unwrap();
+    }
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    // Byte order, as SQLite's BINARY collation; not a locale's order.
+    assert_eq!(names, ["Alice", "Zed", "_z", "a.b", "alice", "bob"]);
+}
+
+#[tokio::test]
+async fn disabling_voids_tokens_once_and_enabling_does_not_revive_them() {
+    let database = TestDatabase::new();
+    let store = database.store().await;
+    store.create_user(&new_user("alice")).await.unwrap();
+
+    let disabled = store.set_disabled("alice", true).await.unwrap();
+    assert!(disabled.disabled);
+    assert_eq!(disabled.token_version, 1);
+    assert!(disabled.updated_at >= disabled.created_at);
+    assert_eq!(
+        store.user_by_name("alice").await.unwrap().unwrap(),
+        disabled
+    );
+
+    let again = store.set_disabled("alice", true).await.unwrap();
+    assert_eq!(again.token_version, 1, "already disabled: no second bump");
+
+    let enabled = store.set_disabled("alice", false).await.unwrap();
+    assert!(!enabled.disabled);
+    assert_eq!(enabled.token_version, 1, "enabling does not revive tokens");
+    assert_eq!(token_version(&store, "alice").await, 1);
+
+    let missing = store.set_disabled("nobody", true).await.unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound), "{missing:?}");
+}
+
+#[tokio::test]
+async fn a_new_password_hash_voids_tokens() {
+    let database = TestDatabase::new();
+    let store = database.store().await;
+    store.create_user(&new_user("alice")).await.unwrap();
+
+    let changed = store
+        .set_password_hash("alice", "$2b$04$second")
+        .await
+        .unwrap();
+    assert_eq!(changed.password_hash, "$2b$04$second");
+    assert_eq!(changed.token_version, 1);
+    let read = store.user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(read.password_hash, "$2b$04$second");
+    assert_eq!(read.token_version, 1);
+
+    let missing = store
+        .set_password_hash("nobody", "$2b$04$x")
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound), "{missing:?}");
+}
+
+#[tokio::test]
+async fn a_hash_upgrade_replaces_only_the_hash_it_was_computed_from() {
+    let database = TestDatabase::new();
+    let store = database.store().await;
+    let created = store.create_user(&new_user("alice")).await.unwrap();
+
+    let upgraded = store
+        .upgrade_password_hash("alice", &created.password_hash, "$2b$12$upgraded")
+        .await
+        .unwrap();
+    assert!(upgraded);
+    let read = store.user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(read.password_hash, "$2b$12$upgraded");
+    assert_eq!(read.token_version, 0, "an upgrade keeps tokens valid");
+
+    // The hash changed meanwhile: the stale upgrade must not overwrite it.
+    let stale = store
+        .upgrade_password_hash("alice", &created.password_hash, "$2b$12$stale")
+        .await
+        .unwrap();
+    assert!(!stale);
+    assert_eq!(
+        store
+            .user_by_name("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "$2b$12$upgraded"
+    );
+
+    let missing = store
+        .upgrade_password_hash("nobody", "a", "b")
+        .await
+        .unwrap();
+    assert!(!missing);
+}
+
+#[tokio::test]
+async fn bumping_the_token_version_counts_up() {
+    let database = TestDatabase::new();
+    let store = database.store().await;
+    store.create_user(&new_user("alice")).await.unwrap();
+    store.create_user(&new_user("bob")).await.unwrap();
+
+    assert_eq!(
+        store
+            .bump_token_version("alice")
+            .await
+            .unwrap()
+            .token_version,
+        1
+    );
+    assert_eq!(
+        store
+            .bump_token_version("alice")
+            .await
+            .unwrap()
+            .token_version,
+        2
+    );
+    assert_eq!(token_version(&store, "alice").await, 2);
+    assert_eq!(token_version(&store, "bob").await, 0, "only that user");
+
+    let missing = store.bump_token_version("nobody").await.unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound), "{missing:?}");
+}
+
+#[tokio::test]
+async fn a_deleted_user_is_gone_and_cannot_be_deleted_twice() {
+    let database = TestDatabase::new();
+    let store = database.store().await;
+    store.create_user(&new_user("alice")).await.unwrap();
+    store.create_user(&new_user("bob")).await.unwrap();
+
+    store.delete_user("alice").await.unwrap();
+    assert_eq!(store.user_by_name("alice").await.unwrap(), None);
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["bob"]);
+
+    let twice = store.delete_user("alice").await.unwrap_err();
+    assert!(matches!(twice, StoreError::NotFound), "{twice:?}");
+
+    // The name is free again, for a new user with a new id.
+    let again = store.create_user(&new_user("alice")).await.unwrap();
+    assert_eq!(again.token_version, 0);
+}

@@ -68,7 +68,8 @@ impl ThrottleKeys {
 }
 
 impl ThrottlePolicy {
-    /// Seconds until an attempt with these keys may be made, if it is locked.
+    /// Seconds until an attempt with these keys may be made, if it is locked
+    /// (a key is locked while `now <= locked_until`).
     ///
     /// # Errors
     /// The store failed.
@@ -81,7 +82,9 @@ impl ThrottlePolicy {
         let until = store
             .login_locked_until([keys.pair(), keys.address()], now)
             .await?;
-        Ok(until.map(|until| u64::try_from(until - now).unwrap_or(1).max(1)))
+        // Time is in whole seconds and a lock includes its last second, so
+        // a lock of n seconds lasts at least n and the retry is due after it.
+        Ok(until.map(|until| u64::try_from(until + 1 - now).unwrap_or(1).max(1)))
     }
 
     /// Counts a failed attempt and locks the keys whose count passed the

@@ -395,7 +395,7 @@ impl Store {
         dispatch!(self, s => s.prune_expired(now))
     }
 
-    /// The latest `locked_until` in the future among these throttle keys.
+    /// The latest `locked_until` not before `now` among these throttle keys.
     ///
     /// # Errors
     /// The database failed.

@@ -408,7 +408,7 @@ impl PgStore {
     ) -> Result<Option<i64>, StoreError> {
         sqlx::query_scalar::<_, Option<i64>>(
             "SELECT MAX(locked_until) FROM login_failures \
-             WHERE throttle_key IN ($1, $2) AND locked_until > $3",
+             WHERE throttle_key IN ($1, $2) AND locked_until >= $3",
         )
         .bind(keys[0])
         .bind(keys[1])

@@ -388,7 +388,7 @@ impl SqliteStore {
     ) -> Result<Option<i64>, StoreError> {
         sqlx::query_scalar::<_, Option<i64>>(
             "SELECT MAX(locked_until) FROM login_failures \
-             WHERE throttle_key IN (?, ?) AND locked_until > ?",
+             WHERE throttle_key IN (?, ?) AND locked_until >= ?",
         )
         .bind(keys[0])
         .bind(keys[1])

@@ -1,6 +1,5 @@
-//! Several instances on one PostgreSQL database (skipped without
-//! `TEST_DATABASE_URL`): two real `gatehouse serve` processes, started at
-//! the same moment so they also race on the start-up migrations, and the
+//! Several instances on one database (PostgreSQL with `TEST_DATABASE_URL`,
+//! else a shared SQLite file): two real `gatehouse serve` processes and the
 //! command line acting on the same database.
 
 use std::io::{BufRead, BufReader, Write};
@@ -12,9 +11,7 @@ use gatehouse::auth::Authenticator;
 use reqwest::Response;
 use serde_json::Value;
 
-use crate::helpers::{
-    AUDIENCE, TestDatabase, assert_error, assert_invalid_token, postgres_admin_url,
-};
+use crate::helpers::{AUDIENCE, TestDatabase, assert_error, assert_invalid_token};
 
 const SECRET: &str = "multi-instance-secret-0123456789abcdef-0123";
 const ISSUER: &str = "https://auth.example.test";
@@ -170,15 +167,16 @@ async fn assert_me(client: &reqwest::Client, base: &str, token: &str) {
 
 #[tokio::test]
 async fn two_instances_on_one_database_share_users_tokens_and_revocations() {
-    let Some(admin) = postgres_admin_url() else {
-        eprintln!("skipped: set TEST_DATABASE_URL to run the multi-instance test");
-        return;
-    };
-    let database = TestDatabase::postgres(&admin);
+    // On PostgreSQL (the multi-instance engine) both start on the empty
+    // database at once: one applies the migrations, the other waits for
+    // its lock and finds them applied. SQLite's migrator takes no lock, so
+    // there the schema is created first; the rest is the same.
+    let database = TestDatabase::new();
     let url = database.url.clone();
     let dir = tempfile::tempdir().unwrap();
-    // Both start on the empty database at once: one applies the
-    // migrations, the other waits for its lock and finds them applied.
+    if !database.is_postgres() {
+        cli(&url, dir.path(), &["migrate"], "");
+    }
     let mut a = Instance::start(&url, dir.path());
     let mut b = Instance::start(&url, dir.path());
     let (a, b) = (a.ready(), b.ready());
@@ -255,11 +253,84 @@ async fn two_instances_on_one_database_share_users_tokens_and_revocations() {
     let after = token_from(&client, &a).await;
     assert_me(&client, &b, &after).await;
 
+    // One access token revoked on A is refused on B at once.
+    let body: Value = login(&client, &a).await.json().await.unwrap();
+    let (access, refresh) = (
+        body["access_token"].as_str().unwrap(),
+        body["refresh_token"].as_str().unwrap(),
+    );
+    let revoked = client
+        .post(format!("{a}/revoke"))
+        .form(&[("token", access)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    assert_invalid_token(me(&client, &b, access).await).await;
+    assert_me(&client, &b, &after).await;
+
+    // A refresh token spent on A cannot be spent again on B, and that reuse
+    // ends the family for both.
+    let refreshed = refresh_on(&client, &a, refresh).await;
+    assert_eq!(refreshed.status(), 200);
+    let next: Value = refreshed.json().await.unwrap();
+    let next = next["refresh_token"].as_str().unwrap();
+    assert_error(refresh_on(&client, &b, refresh).await, 400, "invalid_grant").await;
+    assert_error(refresh_on(&client, &a, next).await, 400, "invalid_grant").await;
+
     // Deleted: gone on both.
     cli(&url, dir.path(), &["user", "delete", "carol"], "");
     for base in [&a, &b] {
         assert_invalid_token(me(&client, base, &after).await).await;
         assert_error(login(&client, base).await, 400, "invalid_grant").await;
+    }
+}
+
+async fn refresh_on(client: &reqwest::Client, base: &str, refresh_token: &str) -> Response {
+    client
+        .post(format!("{base}/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn wrong_login(client: &reqwest::Client, base: &str, username: &str) -> Response {
+    client
+        .post(format!("{base}/token"))
+        .form(&[("username", username), ("password", "a wrong guess")])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn failed_logins_are_counted_across_instances() {
+    let database = TestDatabase::new();
+    let url = database.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    cli(&url, dir.path(), &["migrate"], "");
+    let mut a = Instance::start(&url, dir.path());
+    let mut b = Instance::start(&url, dir.path());
+    let (a, b) = (a.ready(), b.ready());
+    let client = reqwest::Client::new();
+    // The default threshold is five failures of one account from one address.
+    for attempt in 0..5 {
+        let base = if attempt % 2 == 0 { &a } else { &b };
+        assert_error(
+            wrong_login(&client, base, "dave").await,
+            400,
+            "invalid_grant",
+        )
+        .await;
+    }
+    for base in [&a, &b] {
+        let response = wrong_login(&client, base, "dave").await;
+        assert!(response.headers().contains_key("retry-after"), "on {base}");
+        assert_error(response, 429, "slow_down").await;
     }
 }
 

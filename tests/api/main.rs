@@ -5,8 +5,8 @@
 
 mod cli;
 mod helpers;
-mod keys;
 mod instances;
+mod keys;
 mod library;
 mod lifecycle;
 mod login;

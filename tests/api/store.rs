@@ -270,3 +270,198 @@ async fn a_deleted_user_is_gone_and_cannot_be_deleted_twice() {
     let again = store.create_user(&new_user("alice")).await.unwrap();
     assert_eq!(again.token_version, 0);
 }
+
+#[tokio::test]
+async fn login_failures_count_within_a_window_lock_and_clear() {
+    let database = TestDatabase::new();
+    let store = database.store().await;
+    let now = 1_800_000_000;
+    assert_eq!(
+        store
+            .record_login_failure("k", now, now - 900)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .record_login_failure("k", now + 1, now - 899)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store.login_locked_until(["k", "other"], now).await.unwrap(),
+        None
+    );
+    store.lock_login("k", now + 30).await.unwrap();
+    assert_eq!(
+        store
+            .login_locked_until(["other", "k"], now + 1)
+            .await
+            .unwrap(),
+        Some(now + 30)
+    );
+    assert_eq!(
+        store
+            .login_locked_until(["k", "other"], now + 30)
+            .await
+            .unwrap(),
+        Some(now + 30)
+    );
+    assert_eq!(
+        store
+            .login_locked_until(["k", "other"], now + 31)
+            .await
+            .unwrap(),
+        None,
+        "a lock ends"
+    );
+    // A failure after the window starts the count again.
+    assert_eq!(
+        store
+            .record_login_failure("k", now + 2000, now + 1100)
+            .await
+            .unwrap(),
+        1
+    );
+    store.clear_login_failures("k").await.unwrap();
+    assert_eq!(
+        store
+            .record_login_failure("k", now + 2001, now + 1101)
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+fn refresh(hash: &str, family: &str, user_id: i64, now: i64) -> gatehouse::store::NewRefreshToken {
+    gatehouse::store::NewRefreshToken {
+        token_hash: hash.to_owned(),
+        family_id: family.to_owned(),
+        user_id,
+        scope: "me items".to_owned(),
+        client_id: "public".to_owned(),
+        token_version: 0,
+        created_at: now,
+        expires_at: now + 60,
+        family_expires_at: now + 600,
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_token_is_spent_once_and_its_reuse_revokes_the_family() {
+    use gatehouse::store::Rotation;
+    let database = TestDatabase::new();
+    let store = database.store().await;
+    let user = store.create_user(&new_user("alice")).await.unwrap();
+    let now = Utc::now().timestamp();
+    store
+        .create_refresh_token(&refresh("h1", "fam", user.id, now))
+        .await
+        .unwrap();
+    let duplicate = store
+        .create_refresh_token(&refresh("h1", "fam", user.id, now))
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Conflict(_))),
+        "{duplicate:?}"
+    );
+
+    let Rotation::Spent(spent) = store.spend_refresh_token("h1", now).await.unwrap() else {
+        panic!("a live token is spent");
+    };
+    assert_eq!(
+        (spent.family_id.as_str(), spent.user_id, spent.used_at),
+        ("fam", user.id, Some(now))
+    );
+    store
+        .create_refresh_token(&refresh("h2", "fam", user.id, now))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.spend_refresh_token("h1", now).await.unwrap(),
+        Rotation::Reused {
+            family_id: "fam".into(),
+            user_id: user.id
+        }
+    );
+    assert_eq!(
+        store.spend_refresh_token("h2", now).await.unwrap(),
+        Rotation::Invalid,
+        "family revoked"
+    );
+    assert_eq!(
+        store.spend_refresh_token("unknown", now).await.unwrap(),
+        Rotation::Invalid
+    );
+}
+
+#[tokio::test]
+async fn concurrent_spends_of_one_refresh_token_let_exactly_one_through() {
+    use gatehouse::store::Rotation;
+    let database = TestDatabase::new();
+    let store = database.store().await;
+    let user = store.create_user(&new_user("alice")).await.unwrap();
+    let now = Utc::now().timestamp();
+    store
+        .create_refresh_token(&refresh("race", "fam", user.id, now))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.spend_refresh_token("race", now).await.unwrap() })
+        })
+        .collect();
+    let mut spent = 0;
+    for task in tasks {
+        if matches!(task.await.unwrap(), Rotation::Spent(_)) {
+            spent += 1;
+        }
+    }
+    assert_eq!(spent, 1);
+}
+
+#[tokio::test]
+async fn revocations_and_expired_rows_are_pruned() {
+    use gatehouse::store::Rotation;
+    let database = TestDatabase::new();
+    let store = database.store().await;
+    let user = store.create_user(&new_user("alice")).await.unwrap();
+    let now = Utc::now().timestamp();
+    store
+        .create_refresh_token(&refresh("h", "fam", user.id, now))
+        .await
+        .unwrap();
+    assert!(store.revoke_refresh_family("h", now).await.unwrap());
+    assert!(!store.revoke_refresh_family("nope", now).await.unwrap());
+    assert_eq!(
+        store.spend_refresh_token("h", now).await.unwrap(),
+        Rotation::Invalid
+    );
+
+    store
+        .revoke_access_token("jti-1", now + 60, now)
+        .await
+        .unwrap();
+    store
+        .revoke_access_token("jti-1", now + 60, now)
+        .await
+        .unwrap();
+    assert!(store.is_access_token_revoked("jti-1").await.unwrap());
+    assert!(!store.is_access_token_revoked("jti-2").await.unwrap());
+    // After the token would have expired, its entry and the dead family go.
+    assert_eq!(store.prune_expired(now + 601).await.unwrap(), 2);
+    assert!(!store.is_access_token_revoked("jti-1").await.unwrap());
+    // Deleting the user removes their refresh tokens with them.
+    store
+        .create_refresh_token(&refresh("h3", "fam3", user.id, now))
+        .await
+        .unwrap();
+    store.delete_user("alice").await.unwrap();
+    assert_eq!(
+        store.spend_refresh_token("h3", now).await.unwrap(),
+        Rotation::Invalid
+    );
+}

@@ -24,8 +24,10 @@ pub struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log filter, e.g. `info` or `gatehouse=debug,tower_http=debug`.
-    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
-    log: String,
+    /// (default: `info` for the server; audit events and warnings for the
+    /// other commands).
+    #[arg(long, env = "RUST_LOG", global = true)]
+    log: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,11 +156,11 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => {
-            init_logging(&cli.log)?;
+            init_logging(cli.log.as_deref().unwrap_or("info"))?;
             serve(args).await
         }
         Command::Demo(args) => {
-            init_logging(&cli.log)?;
+            init_logging(cli.log.as_deref().unwrap_or("info"))?;
             demo(args).await
         }
         Command::GenSecret { write_env } => gen_secret(write_env),
@@ -187,6 +189,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             passwords,
             command,
         } => {
+            init_logging(cli.log.as_deref().unwrap_or("warn,gatehouse::audit=info"))?;
             let store = open_store(&database).await?;
             let accounts = Accounts::new(store, Passwords::new(&passwords, 1, 0));
             user_command(&accounts, command).await
@@ -359,6 +362,7 @@ async fn user_command(accounts: &Accounts, command: UserCommand) -> Result<(), S
                 .create(details, &password)
                 .await
                 .map_err(|e| account_error(e, &name))?;
+            audit_user_change("user_added", &user.username);
             println!("created user {:?}", user.username);
         }
         UserCommand::List => {
@@ -397,6 +401,7 @@ async fn user_command(accounts: &Accounts, command: UserCommand) -> Result<(), S
                 .set_disabled(&name, true)
                 .await
                 .map_err(|e| store_error(e, &name))?;
+            audit_user_change("user_disabled", &name);
             println!("disabled user {name:?}; their tokens no longer work");
         }
         UserCommand::Enable { name } => {
@@ -404,6 +409,7 @@ async fn user_command(accounts: &Accounts, command: UserCommand) -> Result<(), S
                 .set_disabled(&name, false)
                 .await
                 .map_err(|e| store_error(e, &name))?;
+            audit_user_change("user_enabled", &name);
             println!("enabled user {name:?}");
         }
         UserCommand::Passwd {
@@ -423,6 +429,7 @@ async fn user_command(accounts: &Accounts, command: UserCommand) -> Result<(), S
                 .set_password(&name, &password)
                 .await
                 .map_err(|e| account_error(e, &name))?;
+            audit_user_change("password_changed", &name);
             println!("changed the password of {name:?}; their tokens no longer work");
         }
         UserCommand::Delete { name } => {
@@ -430,6 +437,7 @@ async fn user_command(accounts: &Accounts, command: UserCommand) -> Result<(), S
                 .delete_user(&name)
                 .await
                 .map_err(|e| store_error(e, &name))?;
+            audit_user_change("user_deleted", &name);
             println!("deleted user {name:?}");
         }
         UserCommand::Revoke { name } => {
@@ -437,10 +445,17 @@ async fn user_command(accounts: &Accounts, command: UserCommand) -> Result<(), S
                 .bump_token_version(&name)
                 .await
                 .map_err(|e| store_error(e, &name))?;
+            audit_user_change("tokens_revoked", &name);
             println!("revoked every token of {name:?}");
         }
     }
     Ok(())
+}
+
+/// Records a change to an account made from the command line.
+fn audit_user_change(event: &'static str, username: &str) {
+    tracing::info!(target: "gatehouse::audit", event, outcome = "success", username,
+                   source = "cli", "user changed");
 }
 
 fn status(user: &User) -> &'static str {

@@ -66,6 +66,9 @@ pub enum ApiError {
     /// The request body is larger than the route accepts.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The request headers are larger than the server accepts.
+    #[error("request headers too large")]
+    HeadersTooLarge,
     /// No such route.
     #[error("not found")]
     NotFound,
@@ -100,6 +103,7 @@ impl ApiError {
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             Self::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -110,7 +114,9 @@ impl ApiError {
     /// The OAuth2 error code (`None` only for a bare authentication challenge).
     pub fn code(&self) -> Option<&'static str> {
         Some(match self {
-            Self::InvalidRequest(_) | Self::PayloadTooLarge => "invalid_request",
+            Self::InvalidRequest(_) | Self::PayloadTooLarge | Self::HeadersTooLarge => {
+                "invalid_request"
+            }
             Self::InvalidGrant(_) => "invalid_grant",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
@@ -191,5 +197,35 @@ impl IntoResponse for ApiError {
             error_description: self.description(),
         };
         (status, headers, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(error: ApiError) -> (StatusCode, String) {
+        let response = error.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_never_shows_its_cause() {
+        let cause = anyhow::anyhow!("connection to db.internal:5432 failed: password for app");
+        let (status, body) = body_of(ApiError::Internal(cause)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body,
+            r#"{"error":"server_error","error_description":"the server could not complete the request"}"#
+        );
+    }
+
+    #[test]
+    fn challenge_values_stay_legal_quoted_strings() {
+        assert_eq!(quote_safe("a \"quoted\" \\ value\n"), "a 'quoted' ' value?");
     }
 }

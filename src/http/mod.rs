@@ -4,22 +4,21 @@
 mod discovery;
 mod docs;
 mod health;
+mod limits;
 mod revoke;
 mod token;
 mod users;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -32,8 +31,7 @@ pub use docs::ApiDoc;
 pub use token::{TokenForm, TokenResponse};
 pub use users::{Item, UserView};
 
-/// How long a request may take before it is answered with a timeout.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub use limits::{MAX_BODY_BYTES, MAX_HEADER_BYTES, REQUEST_TIMEOUT};
 
 /// Every documented route, with the OpenAPI document built from the same
 /// registrations (so the spec cannot drift from the routes).
@@ -62,14 +60,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        // Layers run outermost last: sensitive-header marking, tracing, the
+        // response headers every answer carries, the limits, panic catching.
+        .layer(CatchPanicLayer::custom(|_| panic_response()))
+        .layer(axum::middleware::from_fn(limits::enforce))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("x-content-type-options"),
             HeaderValue::from_static("nosniff"),
-        ))
-        .layer(CatchPanicLayer::custom(|_| panic_response()))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
         ))
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([

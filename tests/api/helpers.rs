@@ -327,6 +327,18 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
+    /// A password login as if from `address` (needs `client_ip_header` set
+    /// to `x-forwarded-for`).
+    pub async fn login_from(&self, address: &str, username: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/token"))
+            .header("x-forwarded-for", address)
+            .form(&[("username", username), ("password", password)])
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A password login.
     pub async fn login(&self, username: &str, password: &str) -> Response {
         self.post_token(&[
@@ -437,4 +449,32 @@ pub async fn assert_invalid_token(response: Response) -> Value {
         "{challenge}"
     );
     assert_error(response, 401, "invalid_token").await
+}
+
+/// Everything Gatehouse and tower-http log in this test process, as JSON
+/// lines. The capture starts at the first call.
+pub fn captured_logs() -> String {
+    use std::sync::{Mutex, OnceLock};
+    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    struct Capture(&'static Mutex<Vec<u8>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let logs = LOGS.get_or_init(|| {
+        let buffer: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter("gatehouse=trace,tower_http=trace")
+            .with_writer(move || Capture(buffer))
+            .try_init()
+            .expect("no other subscriber is installed in the test binary");
+        buffer
+    });
+    String::from_utf8_lossy(&logs.lock().unwrap()).into_owned()
 }

@@ -478,3 +478,10 @@ pub fn captured_logs() -> String {
     });
     String::from_utf8_lossy(&logs.lock().unwrap()).into_owned()
 }
+
+/// Serialises the tests that load the CPU on purpose (long password hashes),
+/// so one does not skew another's measurements.
+pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::auth::{AuthUser, store_unavailable};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, BearerErrorBody, ErrorBody};
 use crate::users::User;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -74,7 +74,7 @@ impl From<&User> for UserView {
     security(("OAuth2PasswordBearer" = ["me"])),
     responses(
         (status = 200, description = "The current user", body = UserView),
-        (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorBody,
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = BearerErrorBody,
          headers(("WWW-Authenticate" = String))),
         (status = 503, description = "The user database is unavailable", body = ErrorBody),
     )
@@ -103,7 +103,7 @@ async fn read_users_me(
     security(("OAuth2PasswordBearer" = ["me", "items"])),
     responses(
         (status = 200, description = "The current user's items", body = [Item]),
-        (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorBody,
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = BearerErrorBody,
          headers(("WWW-Authenticate" = String))),
         (status = 503, description = "The user database is unavailable", body = ErrorBody),
     )

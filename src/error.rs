@@ -22,6 +22,20 @@ pub struct ErrorBody {
     pub error_description: String,
 }
 
+/// The JSON body of a `401` from a route that requires a bearer token:
+/// `error` is `invalid_token`, or absent when the request carried no
+/// credentials at all (RFC 6750 §3.1 gives that challenge no error code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BearerErrorBody {
+    /// `invalid_token`; absent when no credentials were sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "invalid_token")]
+    pub error: Option<String>,
+    /// A human-readable explanation.
+    #[schema(example = "the token has expired")]
+    pub error_description: String,
+}
+
 /// Everything a request can fail with.
 ///
 /// Handlers return `Result<_, ApiError>` and use `?`; the mapping to HTTP
@@ -189,7 +203,10 @@ impl IntoResponse for ApiError {
         let Some(code) = self.code() else {
             // RFC 6750 §3.1: a request without credentials gets a challenge
             // with no error code; the body says what is needed in words.
-            let body = serde_json::json!({ "error_description": self.description() });
+            let body = BearerErrorBody {
+                error: None,
+                error_description: self.description(),
+            };
             return (status, headers, Json(body)).into_response();
         };
         let body = ErrorBody {

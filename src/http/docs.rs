@@ -3,6 +3,8 @@
 
 use axum::Router;
 use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, Object, Schema, Type};
 use utoipa::openapi::security::{Flow, OAuth2, Password, Scopes, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
@@ -48,6 +50,22 @@ impl Modify for PasswordFlow {
             .components
             .get_or_insert_with(Default::default)
             .add_security_scheme(SECURITY_SCHEME, scheme);
+    }
+}
+
+/// Finishes the document once every route has added its schemas: unknown
+/// form parameters are ignored (RFC 6749 §3.2), but like every parameter
+/// each may appear once with one value, so extras are documented as strings.
+pub(super) fn describe_form_extras(openapi: &mut OpenApiDoc) {
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    for form in ["TokenForm", "RevokeForm"] {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(form) {
+            object.additional_properties = Some(Box::new(AdditionalProperties::RefOr(RefOr::T(
+                Schema::Object(Object::with_type(Type::String)),
+            ))));
+        }
     }
 }
 

@@ -36,13 +36,15 @@ pub use limits::{MAX_BODY_BYTES, MAX_HEADER_BYTES, REQUEST_TIMEOUT};
 /// Every documented route, with the OpenAPI document built from the same
 /// registrations (so the spec cannot drift from the routes).
 pub fn api() -> (Router<AppState>, OpenApi) {
-    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+    let (router, mut spec) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(token::router())
         .merge(revoke::router())
         .merge(users::router())
         .merge(discovery::router())
         .merge(health::router())
-        .split_for_parts()
+        .split_for_parts();
+    docs::describe_form_extras(&mut spec);
+    (router, spec)
 }
 
 /// The OpenAPI document alone.

@@ -21,6 +21,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)]
 pub struct RevokeForm {
     /// The access token or refresh token to revoke.
+    #[schema(min_length = 1)]
     token: String,
     /// `access_token` or `refresh_token`: where to look first.
     token_type_hint: Option<String>,

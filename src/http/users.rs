@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::auth::{Scoped, store_unavailable};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, BearerErrorBody, ErrorBody};
 use crate::users::User;
 
 crate::require_scopes!(
@@ -83,7 +83,7 @@ impl From<&User> for UserView {
     security(("OAuth2PasswordBearer" = ["me"])),
     responses(
         (status = 200, description = "The current user", body = UserView),
-        (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorBody,
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = BearerErrorBody,
          headers(("WWW-Authenticate" = String))),
         (status = 403, description = "The token lacks the `me` scope", body = ErrorBody,
          headers(("WWW-Authenticate" = String))),
@@ -114,7 +114,7 @@ async fn read_users_me(
     security(("OAuth2PasswordBearer" = ["me", "items"])),
     responses(
         (status = 200, description = "The current user's items", body = [Item]),
-        (status = 401, description = "Missing, invalid, expired or revoked token", body = ErrorBody,
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = BearerErrorBody,
          headers(("WWW-Authenticate" = String))),
         (status = 403, description = "The token lacks the `me` or `items` scope", body = ErrorBody,
          headers(("WWW-Authenticate" = String))),

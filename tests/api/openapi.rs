@@ -103,3 +103,56 @@ async fn the_probes_answer() {
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["status"], "ready");
 }
+
+/// The schema a documented response refers to, with its `$ref` resolved.
+fn response_schema<'s>(spec: &'s Value, path: &str, status: &str) -> &'s Value {
+    let schema =
+        &spec["paths"][path]["get"]["responses"][status]["content"]["application/json"]["schema"];
+    let reference = schema["$ref"].as_str().unwrap();
+    let name = reference.strip_prefix("#/components/schemas/").unwrap();
+    &spec["components"]["schemas"][name]
+}
+
+/// Asserts that `body` has every property `schema` requires and no other
+/// than it lists, each a string (all error members are).
+fn assert_body_fits(schema: &Value, body: &Value, what: &str) {
+    let body = body.as_object().unwrap();
+    let properties = schema["properties"].as_object().unwrap();
+    for required in schema["required"].as_array().unwrap() {
+        assert!(
+            body.contains_key(required.as_str().unwrap()),
+            "{what}: {body:?} lacks {required}"
+        );
+    }
+    for (name, value) in body {
+        assert!(
+            properties.contains_key(name),
+            "{what}: {name} is undocumented"
+        );
+        assert!(value.is_string(), "{what}: {name} is {value}");
+        assert_eq!(properties[name]["type"], "string", "{what}: {name}");
+    }
+}
+
+// RFC 6750 §3.1: no credentials get a challenge without an error code, so the
+// documented 401 body must not require `error` (schemathesis found this).
+#[tokio::test]
+async fn the_documented_401_of_protected_routes_fits_both_challenges() {
+    let app = spawn_app().await;
+    let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    for path in ["/users/me", "/users/me/items"] {
+        let schema = response_schema(&spec, path, "401");
+
+        let missing = app.get(path, None).await;
+        assert_eq!(missing.status(), 401);
+        let missing: Value = missing.json().await.unwrap();
+        assert!(missing.get("error").is_none(), "{missing}");
+        assert_body_fits(schema, &missing, "no credentials");
+
+        let invalid = app.get(path, Some("not-a-token")).await;
+        assert_eq!(invalid.status(), 401);
+        let invalid: Value = invalid.json().await.unwrap();
+        assert_eq!(invalid["error"], "invalid_token");
+        assert_body_fits(schema, &invalid, "a bad token");
+    }
+}

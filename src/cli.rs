@@ -133,7 +133,10 @@ pub fn main() -> ExitCode {
         eprintln!("error: {message}");
         return ExitCode::FAILURE;
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -151,6 +154,32 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version print as clap renders them; a usage mistake prints
+/// its first line only (one clear line, like every other error) and exits 2.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return if error.use_stderr() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let rendered = error.render().to_string();
+    let first = rendered
+        .lines()
+        .next()
+        .unwrap_or("error: invalid arguments");
+    eprintln!("{first} (see --help)");
+    ExitCode::from(2)
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -277,8 +306,12 @@ async fn demo(mut args: ServerArgs) -> Result<(), String> {
     let store = open_store(&args.database).await?;
     let accounts = Accounts::new(store.clone(), Passwords::new(&config.passwords, 2, 0));
     println!("Demo users (passwords are new on every `gatehouse demo`):");
+    let mut alice_password = String::new();
     for (name, full_name, email) in DEMO_USERS {
         let password = demo_password();
+        if *name == "alice" {
+            alice_password.clone_from(&password);
+        }
         let existing = store.user_by_name(name).await.map_err(|e| e.to_string())?;
         let result = match existing {
             Some(_) => accounts.set_password(name, &password).await,
@@ -299,11 +332,13 @@ async fn demo(mut args: ServerArgs) -> Result<(), String> {
     let base = format!("http://{}", config.bind);
     println!();
     println!("Swagger UI:  {base}/docs  (click Authorize and log in as alice)");
-    println!("Try it:");
+    println!("Try it (the README's curl walkthrough continues from here):");
+    println!("  GATEHOUSE_URL={base}");
+    println!("  DEMO_PASSWORD='{alice_password}'");
     println!(
-        "  TOKEN=$(curl -s -d username=alice -d password=PASSWORD {base}/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')"
+        "  TOKEN=$(curl -s -X POST \"$GATEHOUSE_URL/token\" --data-urlencode username=alice \\\n      --data-urlencode \"password=$DEMO_PASSWORD\" | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')"
     );
-    println!("  curl -H \"Authorization: Bearer $TOKEN\" {base}/users/me");
+    println!("  curl -s \"$GATEHOUSE_URL/users/me\" -H \"Authorization: Bearer $TOKEN\"");
     println!();
     run_server(config, store).await
 }

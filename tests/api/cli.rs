@@ -421,3 +421,24 @@ fn database_settings_out_of_range_are_refused_before_connecting() {
         assert!(!path.exists(), "refused before touching the database");
     }
 }
+
+#[test]
+fn a_usage_mistake_is_one_line_and_exit_status_2() {
+    let cli = Cli::new();
+    for args in [
+        &["serve", "--bcrypt-cost", "99"][..],
+        &["nope"],
+        &["user", "add"],
+    ] {
+        let output = cli.run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.trim_end().ends_with("(see --help)"),
+            "{stderr}"
+        );
+    }
+    let bad_cost = String::from_utf8(cli.run(&["serve", "--bcrypt-cost", "99"]).stderr).unwrap();
+    assert!(bad_cost.contains("99 is not in 4..=31"), "{bad_cost}");
+}

@@ -341,3 +341,25 @@ fn the_listening_address_is_read_from_the_log_line() {
     assert_eq!(listening_address(line).as_deref(), Some("127.0.0.1:43483"));
     assert_eq!(listening_address("INFO something else"), None);
 }
+
+#[tokio::test]
+async fn serve_stops_gracefully_on_sigterm_and_sigint() {
+    let database = TestDatabase::new();
+    let dir = tempfile::tempdir().unwrap();
+    cli(&database.url, dir.path(), &["migrate"], "");
+    for signal in ["-TERM", "-INT"] {
+        let mut instance = Instance::start(&database.url, dir.path());
+        let base = instance.ready();
+        let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+        assert_eq!(health.status(), 200);
+        let pid = instance.child.id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(sent.success());
+        let status = instance.child.wait().unwrap();
+        assert!(status.success(), "{signal}: {status:?}");
+        assert!(
+            reqwest::get(format!("{base}/healthz")).await.is_err(),
+            "no longer listening"
+        );
+    }
+}

@@ -251,7 +251,7 @@ async fn refresh_grant(
         .await
         .map_err(store_unavailable)?;
     let spent = match rotation {
-        Rotation::Spent(spent) => spent,
+        Rotation::Spent(spent) => spent.issued,
         Rotation::Reused { family_id, user_id } => {
             tracing::warn!(target: "gatehouse::audit", event = "refresh_reuse", outcome = "family_revoked",
                            user_id, family_id = %family_id, client_ip = ?peer,

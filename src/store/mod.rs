@@ -63,7 +63,7 @@ impl StoreError {
 }
 
 /// A refresh token to store (its hash only).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct NewRefreshToken {
     /// Hex SHA-256 of the token.
     pub token_hash: String,
@@ -90,24 +90,9 @@ pub struct NewRefreshToken {
 pub struct RefreshToken {
     /// Row id.
     pub id: i64,
-    /// Hex SHA-256 of the token.
-    pub token_hash: String,
-    /// The login this token descends from.
-    pub family_id: String,
-    /// Owner.
-    pub user_id: i64,
-    /// Space-separated scopes the family was granted.
-    pub scope: String,
-    /// The client it was issued to.
-    pub client_id: String,
-    /// The user's token generation when issued.
-    pub token_version: i64,
-    /// When it was issued.
-    pub created_at: i64,
-    /// When it expires.
-    pub expires_at: i64,
-    /// When its family expires.
-    pub family_expires_at: i64,
+    /// What was stored when it was issued.
+    #[sqlx(flatten)]
+    pub issued: NewRefreshToken,
     /// When it was spent.
     pub used_at: Option<i64>,
     /// When its family was revoked.

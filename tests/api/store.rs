@@ -372,7 +372,11 @@ async fn a_refresh_token_is_spent_once_and_its_reuse_revokes_the_family() {
         panic!("a live token is spent");
     };
     assert_eq!(
-        (spent.family_id.as_str(), spent.user_id, spent.used_at),
+        (
+            spent.issued.family_id.as_str(),
+            spent.issued.user_id,
+            spent.used_at
+        ),
         ("fam", user.id, Some(now))
     );
     store

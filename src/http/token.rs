@@ -92,7 +92,10 @@ pub struct TokenResponse {
         (status = 400, description = "Refused: `invalid_request`, `invalid_grant`, `invalid_scope` or `unsupported_grant_type`", body = ErrorBody),
         (status = 401, description = "`invalid_client`: wrong client secret", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 503, description = "Too many logins in progress; retry later", body = ErrorBody),
+        (status = 429, description = "`slow_down`: too many failed logins for this account or address",
+         body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until the next attempt may succeed"))),
+        (status = 503, description = "Too many logins in progress, or the database is unavailable; retry later",
+         body = ErrorBody, headers(("Retry-After" = u64))),
     )
 )]
 pub(super) async fn issue_token(

@@ -367,6 +367,9 @@ pub fn now() -> i64 {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Secret;

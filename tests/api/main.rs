@@ -5,6 +5,7 @@
 
 mod cli;
 mod helpers;
+mod hostile;
 mod keys;
 mod library;
 mod lifecycle;

@@ -770,6 +770,7 @@ async fn odd_whitespace_in_the_authorization_header() {
     }
     // Inside the credentials, anything but spaces after the scheme breaks them.
     for value in [
+        format!("Bearer\t{token}"),
         format!("Bearer \t{token}"),
         format!("Bearer {token}\tx"),
         format!("Bearer {} {}", &token[..10], &token[10..]),

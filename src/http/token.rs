@@ -451,9 +451,17 @@ fn authenticate_client(headers: &HeaderMap, form: &Form) -> Result<String, ApiEr
 /// `Basic` credentials from `Authorization`, form-urldecoded (RFC 6749 §2.3.1);
 /// `None` when the header is absent. Bearer or other schemes are refused.
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        // Which client is it? Reading only the first would let a second,
+        // ignored header ride along unchecked.
+        return Err(ApiError::InvalidRequest(
+            "more than one Authorization header".into(),
+        ));
+    }
     let malformed = || ApiError::InvalidClient("malformed client credentials".into());
     let value = value.to_str().map_err(|_| malformed())?;
     let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;

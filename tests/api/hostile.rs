@@ -1106,6 +1106,14 @@ async fn odd_client_credentials_at_the_token_endpoint_are_refused() {
         );
         assert_error(response, 401, "invalid_client").await;
     }
+    // Two Authorization headers: which client is it? Neither.
+    let second = format!("Basic {}", STANDARD.encode("web:s3cret"));
+    let response = post(vec!["Basic Og==".to_owned(), second]).await.unwrap();
+    let body = assert_error(response, 400, "invalid_request").await;
+    assert_eq!(
+        body["error_description"],
+        "more than one Authorization header"
+    );
     assert_eq!(snapshot(&t.app).await, before);
 }
 
@@ -1224,7 +1232,7 @@ async fn hostile_forms_at_revoke_are_refused_and_change_nothing() {
         let error = assert_error(response, 400, "invalid_request").await;
         assert_eq!(error["error_description"], description, "{body:?}");
     }
-    // Client credentials that are not Basic.
+    // Client credentials that are not Basic, or two of them.
     let response = t
         .app
         .client
@@ -1235,6 +1243,21 @@ async fn hostile_forms_at_revoke_are_refused_and_change_nothing() {
         .await
         .unwrap();
     assert_error(response, 401, "invalid_client").await;
+    let response = t
+        .app
+        .client
+        .post(t.app.url("/revoke"))
+        .header("authorization", "Basic Og==")
+        .header("authorization", "Basic Og==")
+        .form(&[("token", refresh.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let error = assert_error(response, 400, "invalid_request").await;
+    assert_eq!(
+        error["error_description"],
+        "more than one Authorization header"
+    );
     assert_eq!(snapshot(&t.app).await, before);
     t.assert_tokens_still_work().await;
 }

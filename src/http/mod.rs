@@ -29,7 +29,7 @@ use crate::error::ApiError;
 
 pub use discovery::ServerMetadata;
 pub use docs::ApiDoc;
-pub use token::{TokenForm, TokenResponse};
+pub use token::{GrantType, TokenForm, TokenRequest, TokenResponse};
 pub use users::{Item, UserView};
 
 /// How long a request may take before it is answered with a timeout.

@@ -106,6 +106,9 @@ def token_verify():
         "refused-header-array": sign_mode(b"[]", claims()),
         "refused-duplicate-sub": sign_mode(header(), b'{"sub":"mike",' + text(claims())[1:]),
         "refused-duplicate-alg": sign_mode(b'{"alg":"none",' + text(header())[1:], claims()),
+        # Found by the fuzzer: serde skips the bytes of an unknown claim unread.
+        "refused-claims-not-utf8": sign_mode(header(), b'{"junk":"\x91",' + text(claims())[1:]),
+        "refused-raw-claims-not-utf8": jws(header(), b'{"junk":"\x91",' + text(claims())[1:]),
     }
     return seeds
 

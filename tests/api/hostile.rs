@@ -683,6 +683,29 @@ async fn json_that_is_not_an_object_is_refused() {
 }
 
 #[tokio::test]
+async fn claims_that_are_not_utf8_are_refused() {
+    let t = target().await;
+    // Validly signed, with a byte that is not UTF-8 in a claim the server
+    // does not read (RFC 7519 §7.2: the claims are UTF-8 JSON).
+    let claims = t.claims().to_string();
+    let mut bytes = b"{\"junk\":\"\x91\",".to_vec();
+    bytes.extend_from_slice(&claims.as_bytes()[1..]);
+    let signing_input = format!(
+        "{}.{}",
+        b64(&t.header().to_string()),
+        URL_SAFE_NO_PAD.encode(&bytes)
+    );
+    let signature = jsonwebtoken::crypto::sign(
+        signing_input.as_bytes(),
+        &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    t.assert_refused(&format!("{signing_input}.{signature}"), MALFORMED)
+        .await;
+}
+
+#[tokio::test]
 async fn duplicated_claims_or_header_fields_are_refused() {
     let t = target().await;
     t.assert_control_accepted().await;

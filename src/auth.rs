@@ -270,7 +270,10 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = value
         .to_str()
         .map_err(|_| malformed("the Authorization header is malformed"))?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    // The scheme ends at the first space or tab: `Bearer<TAB>token` is a
+    // malformed bearer credential (RFC 9110 §11.4 allows only spaces), not
+    // an absent one.
+    let (scheme, rest) = value.split_at(value.find([' ', '\t']).unwrap_or(value.len()));
     if !scheme.eq_ignore_ascii_case("bearer") {
         // Another scheme (Basic, …) carries no bearer credentials.
         return Err(ApiError::MissingCredentials);
@@ -351,6 +354,7 @@ mod tests {
             "Bearer ",
             "Bearer a b",
             "Bearer a\tb",
+            "Bearer\tabc",
             "Bearer a,b",
             "Bearer ====",
         ] {

@@ -61,6 +61,21 @@ impl Form {
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
+
+    /// Every parameter as sent, empty values included, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// How many parameters were sent.
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    /// Whether no parameter was sent.
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
 }
 
 fn decode(raw: &[u8]) -> Result<String, FormError> {
@@ -94,6 +109,9 @@ fn well_formed_escapes(raw: &[u8]) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {

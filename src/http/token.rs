@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -103,36 +104,97 @@ pub(super) async fn issue_token(
     request: Request,
 ) -> Result<Response, ApiError> {
     let peer = client_ip(&state, &request);
-    let (form, client_id) = read_client_form(request).await?;
-
-    let grant_type = match form.get("grant_type") {
-        Some(grant_type) => grant_type,
-        // Clients written for the tutorial send no grant_type.
-        None if form.get("username").is_some() || form.get("password").is_some() => "password",
-        None => {
-            return Err(ApiError::InvalidRequest(
-                "missing parameter: grant_type".into(),
-            ));
-        }
-    };
+    let (headers, body) = read_form_body(request).await?;
+    let TokenRequest {
+        form,
+        client_id,
+        grant_type,
+    } = TokenRequest::parse(&headers, &body)?;
     let response = match grant_type {
-        "password" => password_grant(&state, &form, &client_id, peer).await?,
-        "refresh_token" => refresh_grant(&state, &form, &client_id, peer).await?,
-        _ => return Err(ApiError::UnsupportedGrantType),
+        GrantType::Password => password_grant(&state, &form, &client_id, peer).await?,
+        GrantType::RefreshToken => refresh_grant(&state, &form, &client_id, peer).await?,
     };
     Ok(token_response(response))
+}
+
+/// The grant a token request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    /// `grant_type=password`, or no `grant_type` with a username or password.
+    Password,
+    /// `grant_type=refresh_token`.
+    RefreshToken,
+}
+
+/// What a token request asks for, decided from its headers and body alone,
+/// with no database and no hashing: the decision `POST /token` makes before
+/// it runs a grant, public so that it can be tested and fuzzed on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// The strictly parsed form.
+    pub form: Form,
+    /// The client, named in the form or by HTTP Basic ([`DEFAULT_CLIENT_ID`] if neither).
+    pub client_id: String,
+    /// The grant to run.
+    pub grant_type: GrantType,
+}
+
+impl TokenRequest {
+    /// Decides a token request from its headers and its complete body.
+    ///
+    /// # Errors
+    /// `invalid_request` for a wrong content type, a malformed or repeated
+    /// parameter, two `Authorization` headers or no `grant_type`;
+    /// `invalid_client` for a client secret or malformed client credentials;
+    /// `unsupported_grant_type`.
+    pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, ApiError> {
+        let (form, client_id) = client_form(headers, body)?;
+        let grant_type = match form.get("grant_type") {
+            Some("password") => GrantType::Password,
+            Some("refresh_token") => GrantType::RefreshToken,
+            Some(_) => return Err(ApiError::UnsupportedGrantType),
+            // Clients written for the tutorial send no grant_type.
+            None if form.get("username").is_some() || form.get("password").is_some() => {
+                GrantType::Password
+            }
+            None => {
+                return Err(ApiError::InvalidRequest(
+                    "missing parameter: grant_type".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            form,
+            client_id,
+            grant_type,
+        })
+    }
 }
 
 /// Reads an OAuth2 form request (token or revocation): the content type,
 /// the size limit, the strict form, and the client's identity.
 pub(super) async fn read_client_form(request: Request) -> Result<(Form, String), ApiError> {
+    let (headers, body) = read_form_body(request).await?;
+    client_form(&headers, &body)
+}
+
+/// The headers and the body of a form request within the size limit. The
+/// content type is checked first, so that a wrong one is refused unread.
+async fn read_form_body(request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
     let (parts, body) = request.into_parts();
     require_form_content_type(&parts.headers)?;
     let body = axum::body::to_bytes(body, MAX_TOKEN_REQUEST_BYTES)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
-    let form = Form::parse(&body).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    let client_id = authenticate_client(&parts.headers, &form)?;
+    Ok((parts.headers, body))
+}
+
+/// The strict form and the client's identity, from a complete body. The
+/// content type is checked (again) so that this stands alone.
+fn client_form(headers: &HeaderMap, body: &[u8]) -> Result<(Form, String), ApiError> {
+    require_form_content_type(headers)?;
+    let form = Form::parse(body).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let client_id = authenticate_client(headers, &form)?;
     Ok((form, client_id))
 }
 
@@ -495,9 +557,17 @@ fn authenticate_client(headers: &HeaderMap, form: &Form) -> Result<String, ApiEr
 /// `Basic` credentials from `Authorization`, form-urldecoded (RFC 6749 §2.3.1);
 /// `None` when the header is absent. Bearer or other schemes are refused.
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        // Which client is it? Reading only the first would let a second,
+        // ignored header ride along unchecked.
+        return Err(ApiError::InvalidRequest(
+            "more than one Authorization header".into(),
+        ));
+    }
     let malformed = || ApiError::InvalidClient("malformed client credentials".into());
     let value = value.to_str().map_err(|_| malformed())?;
     let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;

@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
+mod fuzz_corpus;
 mod hardening;
 mod helpers;
+mod hostile;
 mod instances;
 mod keys;
 mod library;

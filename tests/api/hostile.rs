@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::helpers::{
     AUDIENCE, ISSUER, PASSWORD, TEST_SECRET, TestApp, assert_error, assert_invalid_token,
-    spawn_app, spawn_app_with,
+    spawn_app_with,
 };
 
 const FORM: &str = "application/x-www-form-urlencoded";

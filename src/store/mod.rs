@@ -1,13 +1,19 @@
 //! Storage: the [`Store`] exposes domain operations and hides SQL. The
 //! engine is chosen by the URL scheme; each engine lives in its own module
 //! with its own embedded migrations, and both behave the same.
+//!
+//! Changes made through a store are told to its [`ChangeListener`]s (see
+//! [`Store::subscribe`]), whatever the engine.
 
+mod changes;
 mod sqlite;
 
+use std::sync::Weak;
 use std::time::Duration;
 
 use crate::users::{NewUser, User};
 
+pub use changes::ChangeListener;
 pub use sqlite::SqliteStore;
 
 /// Why a store operation failed.
@@ -132,17 +138,25 @@ impl Default for ConnectOptions {
     }
 }
 
-/// The user database.
+/// The user database. Cloning is cheap: clones share the connections and
+/// the change listeners.
 #[derive(Debug, Clone)]
-pub enum Store {
+pub struct Store {
+    engine: Engine,
+    listeners: changes::SharedListeners,
+}
+
+/// The database engine behind a [`Store`].
+#[derive(Debug, Clone)]
+enum Engine {
     /// Embedded SQLite (the default).
     Sqlite(SqliteStore),
 }
 
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($store) => $call,
+        match &$self.engine {
+            Engine::Sqlite($store) => $call,
         }
     };
 }
@@ -155,13 +169,29 @@ impl Store {
     /// An unknown URL scheme or an unreachable database.
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
-            Ok(Self::Sqlite(SqliteStore::connect(url, options).await?))
+            Ok(Self::over(Engine::Sqlite(
+                SqliteStore::connect(url, options).await?,
+            )))
         } else {
             Err(StoreError::BadUrl(format!(
                 "DATABASE_URL must start with sqlite:// (got {:?})",
                 url.split(':').next().unwrap_or_default()
             )))
         }
+    }
+
+    fn over(engine: Engine) -> Self {
+        Self {
+            engine,
+            listeners: changes::SharedListeners::default(),
+        }
+    }
+
+    /// Tells `listener` of every change made through this store or any of
+    /// its clones, for as long as the listener lives. Changes made by other
+    /// processes are not seen.
+    pub fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
+        self.listeners.add(listener);
     }
 
     /// Applies the embedded migrations that are not applied yet.
@@ -185,7 +215,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::Conflict`] if the username is taken.
     pub async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
-        dispatch!(self, s => s.create_user(user).await)
+        let result = dispatch!(self, s => s.create_user(user).await);
+        self.listeners.user_changed(&user.username);
+        result
     }
 
     /// The user with exactly this username.
@@ -209,7 +241,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user.
     pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<User, StoreError> {
-        dispatch!(self, s => s.set_disabled(username, disabled).await)
+        let result = dispatch!(self, s => s.set_disabled(username, disabled).await);
+        self.listeners.user_changed(username);
+        result
     }
 
     /// Replaces the password hash and voids the user's tokens.
@@ -217,7 +251,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user.
     pub async fn set_password_hash(&self, username: &str, hash: &str) -> Result<User, StoreError> {
-        dispatch!(self, s => s.set_password_hash(username, hash).await)
+        let result = dispatch!(self, s => s.set_password_hash(username, hash).await);
+        self.listeners.user_changed(username);
+        result
     }
 
     /// Replaces `old` with an upgraded hash of the same password, unless the
@@ -231,7 +267,9 @@ impl Store {
         old: &str,
         new: &str,
     ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.upgrade_password_hash(username, old, new).await)
+        let result = dispatch!(self, s => s.upgrade_password_hash(username, old, new).await);
+        self.listeners.user_changed(username);
+        result
     }
 
     /// Voids every outstanding token of the user.
@@ -239,7 +277,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user.
     pub async fn bump_token_version(&self, username: &str) -> Result<User, StoreError> {
-        dispatch!(self, s => s.bump_token_version(username).await)
+        let result = dispatch!(self, s => s.bump_token_version(username).await);
+        self.listeners.user_changed(username);
+        result
     }
 
     /// The user with this id.
@@ -296,7 +336,9 @@ impl Store {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.revoke_access_token(jti, expires_at, now).await)
+        let result = dispatch!(self, s => s.revoke_access_token(jti, expires_at, now).await);
+        self.listeners.access_token_revoked(jti, expires_at);
+        result
     }
 
     /// Whether the access token `jti` was revoked.
@@ -321,7 +363,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user.
     pub async fn delete_user(&self, username: &str) -> Result<(), StoreError> {
-        dispatch!(self, s => s.delete_user(username).await)
+        let result = dispatch!(self, s => s.delete_user(username).await);
+        self.listeners.user_changed(username);
+        result
     }
 }
 

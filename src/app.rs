@@ -42,7 +42,11 @@ impl AppState {
         let passwords = Passwords::new(&config.passwords, config.hash_workers, config.hash_queue);
         passwords.warm_up();
         Self {
-            auth: Authenticator::with_store(verifier, store.clone()),
+            auth: Authenticator::with_store_and_max_age(
+                verifier,
+                store.clone(),
+                config.auth_cache_ttl,
+            ),
             accounts: Accounts::new(store.clone(), passwords.clone()),
             config: Arc::new(config),
             store,
@@ -73,5 +77,11 @@ impl AppState {
 impl FromRef<AppState> for Authenticator {
     fn from_ref(state: &AppState) -> Self {
         state.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(state: &AppState) -> Self {
+        state.store.clone()
     }
 }

@@ -225,6 +225,12 @@ pub struct ServerArgs {
     /// (default: 8 per worker).
     #[arg(long, env = "GATEHOUSE_HASH_QUEUE")]
     pub hash_queue: Option<usize>,
+    /// How long protected requests may reuse what was read of a user and a
+    /// token (at most 1s; 0 reads the database on every request). A user
+    /// disabled, deleted or changed by another process is refused at most
+    /// this long after; through this server, at once.
+    #[arg(long, env = "GATEHOUSE_AUTH_CACHE_TTL", default_value = "1s", value_parser = parse_duration)]
+    pub auth_cache_ttl: Duration,
 }
 
 /// The validated settings the server runs with.
@@ -256,6 +262,8 @@ pub struct ServerConfig {
     pub hash_workers: usize,
     /// Waiting logins beyond the workers.
     pub hash_queue: usize,
+    /// How long what was read of a user and a token may be reused.
+    pub auth_cache_ttl: Duration,
     /// Database URL.
     pub database_url: String,
 }
@@ -327,6 +335,13 @@ impl ServerArgs {
                     .to_owned(),
             );
         }
+        if self.auth_cache_ttl > crate::cache::MAX_MAX_AGE {
+            return Err(format!(
+                "GATEHOUSE_AUTH_CACHE_TTL is {:?}; at most {}s is allowed",
+                self.auth_cache_ttl,
+                crate::cache::MAX_MAX_AGE.as_secs()
+            ));
+        }
         if self.audience.trim().is_empty() {
             return Err("GATEHOUSE_AUDIENCE must not be empty".to_owned());
         }
@@ -367,6 +382,7 @@ impl ServerArgs {
             client_ip_header,
             hash_workers,
             hash_queue: self.hash_queue.unwrap_or(hash_workers * 8),
+            auth_cache_ttl: self.auth_cache_ttl,
             database_url: self.database.database_url.clone(),
         })
     }

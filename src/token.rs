@@ -126,12 +126,13 @@ pub enum TokenError {
     Revoked(&'static str),
 }
 
-/// Signs access tokens.
+/// Signs access tokens. Cloning is cheap (the server's state, which holds
+/// one, is cloned for every request).
 #[derive(Debug, Clone)]
 pub struct TokenIssuer {
     keys: Arc<KeySet>,
-    issuer: String,
-    audience: String,
+    issuer: Arc<str>,
+    audience: Arc<str>,
     ttl_seconds: u64,
 }
 
@@ -140,8 +141,8 @@ impl TokenIssuer {
     pub fn new(keys: Arc<KeySet>, issuer: &str, audience: &str, ttl: std::time::Duration) -> Self {
         Self {
             keys,
-            issuer: issuer.to_owned(),
-            audience: audience.to_owned(),
+            issuer: issuer.into(),
+            audience: audience.into(),
             ttl_seconds: ttl.as_secs(),
         }
     }
@@ -158,9 +159,9 @@ impl TokenIssuer {
     pub fn issue(&self, grant: &Grant<'_>, now: i64) -> Result<IssuedToken, anyhow::Error> {
         let ttl = i64::try_from(self.ttl_seconds).unwrap_or(i64::MAX);
         let claims = AccessClaims {
-            iss: self.issuer.clone(),
+            iss: self.issuer.to_string(),
             sub: grant.subject.to_owned(),
-            aud: self.audience.clone(),
+            aud: self.audience.to_string(),
             exp: now.saturating_add(ttl),
             iat: now,
             nbf: None,
@@ -325,6 +326,16 @@ impl TokenVerifier {
         if claims.sub.is_empty() {
             return Err(TokenError::BadClaims);
         }
+        self.check_times(&claims, now)?;
+        Ok(claims)
+    }
+
+    /// Checks the times of verified claims at `now`: what can change
+    /// between two uses of the same token.
+    ///
+    /// # Errors
+    /// [`TokenError::Expired`] or [`TokenError::NotYetValid`].
+    pub fn check_times(&self, claims: &AccessClaims, now: i64) -> Result<(), TokenError> {
         if now >= claims.exp.saturating_add(self.leeway) {
             return Err(TokenError::Expired);
         }
@@ -332,7 +343,7 @@ impl TokenVerifier {
         if future(claims.iat) || claims.nbf.is_some_and(future) {
             return Err(TokenError::NotYetValid);
         }
-        Ok(claims)
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -13,6 +14,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::auth::{Scoped, store_unavailable};
 use crate::error::{ApiError, BearerErrorBody, ErrorBody};
+use crate::store::Store;
 use crate::users::User;
 
 crate::require_scopes!(
@@ -64,6 +66,27 @@ pub struct Item {
     pub owner: String,
 }
 
+/// [`UserView`]'s JSON, written straight from the stored user without
+/// copying its strings (this is the answer of every `/users/me`).
+#[derive(Serialize)]
+struct UserViewOf<'a> {
+    username: &'a str,
+    email: Option<&'a str>,
+    full_name: Option<&'a str>,
+    disabled: bool,
+}
+
+impl<'a> From<&'a User> for UserViewOf<'a> {
+    fn from(user: &'a User) -> Self {
+        Self {
+            username: &user.username,
+            email: user.email.as_deref(),
+            full_name: user.full_name.as_deref(),
+            disabled: user.disabled,
+        }
+    }
+}
+
 impl From<&User> for UserView {
     fn from(user: &User) -> Self {
         Self {
@@ -91,19 +114,18 @@ impl From<&User> for UserView {
     )
 )]
 async fn read_users_me(
-    State(state): State<AppState>,
+    State(store): State<Store>,
     Scoped(user, ..): Scoped<ReadMe>,
-) -> Result<Json<UserView>, ApiError> {
+) -> Result<Response, ApiError> {
     if let Some(account) = user.account() {
-        return Ok(Json(UserView::from(account)));
+        return Ok(Json(UserViewOf::from(account)).into_response());
     }
-    let account = state
-        .store
+    let account = store
         .user_by_name(user.username())
         .await
         .map_err(store_unavailable)?
         .ok_or_else(|| ApiError::InvalidToken("the user no longer exists".into()))?;
-    Ok(Json(UserView::from(&account)))
+    Ok(Json(UserViewOf::from(&account)).into_response())
 }
 
 /// The signed-in user's items.

@@ -6,15 +6,21 @@
 //! connection must be had within the connect timeout and the statement must
 //! finish within the statement timeout, or the operation fails with
 //! [`StoreError::Unavailable`] (which the HTTP layer answers with 503).
+//!
+//! Changes made through a store are told to its [`ChangeListener`]s (see
+//! [`Store::subscribe`]), whatever the engine.
 
+mod changes;
 mod postgres;
 mod sqlite;
 
 use std::future::Future;
+use std::sync::Weak;
 use std::time::Duration;
 
 use crate::users::{NewUser, User};
 
+pub use changes::ChangeListener;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -156,9 +162,17 @@ impl Default for ConnectOptions {
     }
 }
 
-/// The user database.
+/// The user database. Cloning is cheap: clones share the connections and
+/// the change listeners.
 #[derive(Debug, Clone)]
-pub enum Store {
+pub struct Store {
+    engine: Engine,
+    listeners: changes::SharedListeners,
+}
+
+/// The database engine behind a [`Store`].
+#[derive(Debug, Clone)]
+enum Engine {
     /// Embedded SQLite (the default).
     Sqlite(SqliteStore),
     /// PostgreSQL, for several instances sharing one database.
@@ -170,9 +184,9 @@ pub enum Store {
 /// [`StoreError::Unavailable`], never a hang).
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($store) => within($store.deadline(), $call).await,
-            Store::Postgres($store) => within($store.deadline(), $call).await,
+        match &$self.engine {
+            Engine::Sqlite($store) => within($store.deadline(), $call).await,
+            Engine::Postgres($store) => within($store.deadline(), $call).await,
         }
     };
 }
@@ -203,9 +217,13 @@ impl Store {
     /// the connect timeout, with the cause.
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
-            Ok(Self::Sqlite(SqliteStore::connect(url, options).await?))
+            Ok(Self::over(Engine::Sqlite(
+                SqliteStore::connect(url, options).await?,
+            )))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::Postgres(PgStore::connect(url, options).await?))
+            Ok(Self::over(Engine::Postgres(
+                PgStore::connect(url, options).await?,
+            )))
         } else {
             Err(StoreError::BadUrl(format!(
                 "DATABASE_URL must start with sqlite:// or postgres:// (got {:?})",
@@ -214,11 +232,25 @@ impl Store {
         }
     }
 
+    fn over(engine: Engine) -> Self {
+        Self {
+            engine,
+            listeners: changes::SharedListeners::default(),
+        }
+    }
+
+    /// Tells `listener` of every change made through this store or any of
+    /// its clones, for as long as the listener lives. Changes made by other
+    /// processes are not seen.
+    pub fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
+        self.listeners.add(listener);
+    }
+
     /// The engine's name, for messages and logs.
     pub fn engine(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
+        match &self.engine {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgres",
         }
     }
 
@@ -230,9 +262,9 @@ impl Store {
     /// # Errors
     /// A migration failed or the database is unreachable.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(s) => s.migrate().await,
-            Self::Postgres(s) => s.migrate().await,
+        match &self.engine {
+            Engine::Sqlite(s) => s.migrate().await,
+            Engine::Postgres(s) => s.migrate().await,
         }
     }
 
@@ -249,7 +281,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::Conflict`] if the username is taken.
     pub async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
-        dispatch!(self, s => s.create_user(user))
+        let result = dispatch!(self, s => s.create_user(user));
+        self.listeners.user_changed(&user.username);
+        result
     }
 
     /// The user with exactly this username.
@@ -273,7 +307,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user.
     pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<User, StoreError> {
-        dispatch!(self, s => s.set_disabled(username, disabled))
+        let result = dispatch!(self, s => s.set_disabled(username, disabled));
+        self.listeners.user_changed(username);
+        result
     }
 
     /// Replaces the password hash and voids the user's tokens.
@@ -281,7 +317,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user.
     pub async fn set_password_hash(&self, username: &str, hash: &str) -> Result<User, StoreError> {
-        dispatch!(self, s => s.set_password_hash(username, hash))
+        let result = dispatch!(self, s => s.set_password_hash(username, hash));
+        self.listeners.user_changed(username);
+        result
     }
 
     /// Replaces `old` with an upgraded hash of the same password, unless the
@@ -295,7 +333,9 @@ impl Store {
         old: &str,
         new: &str,
     ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.upgrade_password_hash(username, old, new))
+        let result = dispatch!(self, s => s.upgrade_password_hash(username, old, new));
+        self.listeners.user_changed(username);
+        result
     }
 
     /// Voids every outstanding token of the user.
@@ -303,7 +343,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user.
     pub async fn bump_token_version(&self, username: &str) -> Result<User, StoreError> {
-        dispatch!(self, s => s.bump_token_version(username))
+        let result = dispatch!(self, s => s.bump_token_version(username));
+        self.listeners.user_changed(username);
+        result
     }
 
     /// The user with this id.
@@ -360,7 +402,9 @@ impl Store {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.revoke_access_token(jti, expires_at, now))
+        let result = dispatch!(self, s => s.revoke_access_token(jti, expires_at, now));
+        self.listeners.access_token_revoked(jti, expires_at);
+        result
     }
 
     /// Whether the access token `jti` was revoked.
@@ -427,7 +471,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown user.
     pub async fn delete_user(&self, username: &str) -> Result<(), StoreError> {
-        dispatch!(self, s => s.delete_user(username))
+        let result = dispatch!(self, s => s.delete_user(username));
+        self.listeners.user_changed(username);
+        result
     }
 }
 

@@ -234,6 +234,7 @@ pub fn test_config(database_url: String) -> ServerConfig {
         client_ip_header: None,
         hash_workers: 2,
         hash_queue: 64,
+        auth_cache_ttl: Duration::from_secs(1),
         database_url,
     }
 }

@@ -3,6 +3,7 @@
 // A failed step should fail the test loudly, helpers included.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cache;
 mod cli;
 mod fuzz_corpus;
 mod hardening;

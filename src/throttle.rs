@@ -51,7 +51,9 @@ impl ThrottleKeys {
     pub fn new(username: &str, address: Option<IpAddr>) -> Self {
         let address = address.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         Self {
-            pair: format!("pair|{address}|{username}"),
+            // Escaped: a login may name anything, NUL bytes included, and
+            // PostgreSQL text cannot hold those.
+            pair: format!("pair|{address}|{}", username.escape_debug()),
             address: format!("addr|{address}"),
         }
     }

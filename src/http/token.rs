@@ -252,11 +252,17 @@ async fn password_grant(
         return Err(ApiError::SlowDown { retry_after });
     }
 
-    let user = state
-        .store
-        .user_by_name(username)
-        .await
-        .map_err(store_unavailable)?;
+    // A name no account can have (control characters, NUL…) is not looked
+    // up, but costs the same hash as an unknown user.
+    let user = if crate::users::validate_username(username).is_ok() {
+        state
+            .store
+            .user_by_name(username)
+            .await
+            .map_err(store_unavailable)?
+    } else {
+        None
+    };
     // An unknown user costs the same hash as a wrong password.
     let verification = state
         .passwords

@@ -18,6 +18,8 @@ use std::future::Future;
 use std::sync::Weak;
 use std::time::Duration;
 
+use rand::Rng;
+
 use crate::users::{NewUser, User};
 
 pub use changes::ChangeListener;
@@ -281,7 +283,8 @@ impl Store {
     /// # Errors
     /// [`StoreError::Conflict`] if the username is taken.
     pub async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
-        let result = dispatch!(self, s => s.create_user(user));
+        let version = first_token_version();
+        let result = dispatch!(self, s => s.create_user(user, version));
         self.listeners.user_changed(&user.username);
         result
     }
@@ -490,6 +493,14 @@ pub(crate) fn split_scopes(scopes: &str) -> Vec<String> {
 /// Seconds since the epoch to a UTC time (the epoch itself if out of range).
 pub(crate) fn from_unix(seconds: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(seconds, 0).unwrap_or_default()
+}
+
+/// A new account's first token version. Random rather than 0, so that the
+/// unexpired tokens of a deleted account never match a new account that takes
+/// its name (tokens name their user by username and carry its version). Kept
+/// below 2^53 so that JavaScript clients read the `ver` claim exactly.
+fn first_token_version() -> i64 {
+    rand::thread_rng().gen_range(1..(1_i64 << 53))
 }
 
 #[cfg(test)]

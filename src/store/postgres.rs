@@ -120,11 +120,16 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
-    pub(super) async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
+    pub(super) async fn create_user(
+        &self,
+        user: &NewUser,
+        token_version: i64,
+    ) -> Result<User, StoreError> {
         let now = now();
         let sql = concat!(
             "INSERT INTO users (username, email, full_name, password_hash, disabled, scopes, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
+             token_version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             RETURNING ",
             user_columns!(),
             ""
         );
@@ -135,6 +140,7 @@ impl PgStore {
             .bind(&user.password_hash)
             .bind(user.disabled)
             .bind(join_scopes(&user.scopes))
+            .bind(token_version)
             .bind(now)
             .bind(now)
             .fetch_one(&self.pool)

@@ -104,11 +104,15 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
-    pub(super) async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
+    pub(super) async fn create_user(
+        &self,
+        user: &NewUser,
+        token_version: i64,
+    ) -> Result<User, StoreError> {
         let now = now();
         let sql = concat!(
             "INSERT INTO users (username, email, full_name, password_hash, disabled, scopes, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
+             token_version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
             user_columns!(),
             ""
         );
@@ -119,6 +123,7 @@ impl SqliteStore {
             .bind(&user.password_hash)
             .bind(user.disabled)
             .bind(join_scopes(&user.scopes))
+            .bind(token_version)
             .bind(now)
             .bind(now)
             .fetch_one(&self.pool)

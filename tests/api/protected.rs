@@ -219,6 +219,27 @@ async fn a_token_of_a_deleted_user_is_refused() {
 }
 
 #[tokio::test]
+async fn tokens_of_a_deleted_user_do_not_pass_for_a_new_user_of_the_same_name() {
+    let app = spawn_app().await;
+    app.create_user("alice").await;
+    let old = app.login_body("alice").await;
+    let old_access = old["access_token"].as_str().unwrap();
+    app.state.store.delete_user("alice").await.unwrap();
+    app.create_user("alice").await;
+
+    let body = assert_invalid_token(app.get_me(old_access).await).await;
+    assert_eq!(body["error_description"], "the token has been revoked");
+    let refresh = app
+        .refresh(old["refresh_token"].as_str().unwrap(), &[])
+        .await;
+    assert_error(refresh, 400, "invalid_grant").await;
+    // The new account's own tokens work.
+    let new_access = app.token_for("alice").await;
+    assert_eq!(app.get_me(&new_access).await.status(), 200);
+    assert_ne!(app.claims(&new_access).ver, app.claims(old_access).ver);
+}
+
+#[tokio::test]
 async fn a_token_of_a_disabled_user_is_refused_and_stays_void_after_enabling() {
     let app = spawn_app().await;
     app.create_user("alice").await;

@@ -58,7 +58,11 @@ async fn a_created_user_reads_back_field_for_field() {
     assert_eq!(created.password_hash, "$2b$04$hash-of-the-first-password");
     assert!(!created.disabled);
     assert_eq!(created.scopes, ["me", "items"]);
-    assert_eq!(created.token_version, 0);
+    assert!(
+        (1..1_i64 << 53).contains(&created.token_version),
+        "a random first version, exact in JavaScript: {}",
+        created.token_version
+    );
     let stamp = created.created_at.timestamp();
     assert!(
         (before..=after).contains(&stamp),
@@ -131,11 +135,15 @@ async fn users_are_listed_in_byte_order_of_their_names() {
 async fn disabling_voids_tokens_once_and_enabling_does_not_revive_them() {
     let database = TestDatabase::new();
     let store = database.store().await;
-    store.create_user(&new_user("alice")).await.unwrap();
+    let first = store
+        .create_user(&new_user("alice"))
+        .await
+        .unwrap()
+        .token_version;
 
     let disabled = store.set_disabled("alice", true).await.unwrap();
     assert!(disabled.disabled);
-    assert_eq!(disabled.token_version, 1);
+    assert_eq!(disabled.token_version, first + 1);
     assert!(disabled.updated_at >= disabled.created_at);
     assert_eq!(
         store.user_by_name("alice").await.unwrap().unwrap(),
@@ -143,12 +151,20 @@ async fn disabling_voids_tokens_once_and_enabling_does_not_revive_them() {
     );
 
     let again = store.set_disabled("alice", true).await.unwrap();
-    assert_eq!(again.token_version, 1, "already disabled: no second bump");
+    assert_eq!(
+        again.token_version,
+        first + 1,
+        "already disabled: no second bump"
+    );
 
     let enabled = store.set_disabled("alice", false).await.unwrap();
     assert!(!enabled.disabled);
-    assert_eq!(enabled.token_version, 1, "enabling does not revive tokens");
-    assert_eq!(token_version(&store, "alice").await, 1);
+    assert_eq!(
+        enabled.token_version,
+        first + 1,
+        "enabling does not revive tokens"
+    );
+    assert_eq!(token_version(&store, "alice").await, first + 1);
 
     let missing = store.set_disabled("nobody", true).await.unwrap_err();
     assert!(matches!(missing, StoreError::NotFound), "{missing:?}");
@@ -158,17 +174,21 @@ async fn disabling_voids_tokens_once_and_enabling_does_not_revive_them() {
 async fn a_new_password_hash_voids_tokens() {
     let database = TestDatabase::new();
     let store = database.store().await;
-    store.create_user(&new_user("alice")).await.unwrap();
+    let first = store
+        .create_user(&new_user("alice"))
+        .await
+        .unwrap()
+        .token_version;
 
     let changed = store
         .set_password_hash("alice", "$2b$04$second")
         .await
         .unwrap();
     assert_eq!(changed.password_hash, "$2b$04$second");
-    assert_eq!(changed.token_version, 1);
+    assert_eq!(changed.token_version, first + 1);
     let read = store.user_by_name("alice").await.unwrap().unwrap();
     assert_eq!(read.password_hash, "$2b$04$second");
-    assert_eq!(read.token_version, 1);
+    assert_eq!(read.token_version, first + 1);
 
     let missing = store
         .set_password_hash("nobody", "$2b$04$x")
@@ -190,7 +210,10 @@ async fn a_hash_upgrade_replaces_only_the_hash_it_was_computed_from() {
     assert!(upgraded);
     let read = store.user_by_name("alice").await.unwrap().unwrap();
     assert_eq!(read.password_hash, "$2b$12$upgraded");
-    assert_eq!(read.token_version, 0, "an upgrade keeps tokens valid");
+    assert_eq!(
+        read.token_version, created.token_version,
+        "an upgrade keeps tokens valid"
+    );
 
     // The hash changed meanwhile: the stale upgrade must not overwrite it.
     let stale = store
@@ -219,8 +242,16 @@ async fn a_hash_upgrade_replaces_only_the_hash_it_was_computed_from() {
 async fn bumping_the_token_version_counts_up() {
     let database = TestDatabase::new();
     let store = database.store().await;
-    store.create_user(&new_user("alice")).await.unwrap();
-    store.create_user(&new_user("bob")).await.unwrap();
+    let alice = store
+        .create_user(&new_user("alice"))
+        .await
+        .unwrap()
+        .token_version;
+    let bob = store
+        .create_user(&new_user("bob"))
+        .await
+        .unwrap()
+        .token_version;
 
     assert_eq!(
         store
@@ -228,7 +259,7 @@ async fn bumping_the_token_version_counts_up() {
             .await
             .unwrap()
             .token_version,
-        1
+        alice + 1
     );
     assert_eq!(
         store
@@ -236,10 +267,10 @@ async fn bumping_the_token_version_counts_up() {
             .await
             .unwrap()
             .token_version,
-        2
+        alice + 2
     );
-    assert_eq!(token_version(&store, "alice").await, 2);
-    assert_eq!(token_version(&store, "bob").await, 0, "only that user");
+    assert_eq!(token_version(&store, "alice").await, alice + 2);
+    assert_eq!(token_version(&store, "bob").await, bob, "only that user");
 
     let missing = store.bump_token_version("nobody").await.unwrap_err();
     assert!(matches!(missing, StoreError::NotFound), "{missing:?}");
@@ -249,7 +280,7 @@ async fn bumping_the_token_version_counts_up() {
 async fn a_deleted_user_is_gone_and_cannot_be_deleted_twice() {
     let database = TestDatabase::new();
     let store = database.store().await;
-    store.create_user(&new_user("alice")).await.unwrap();
+    let first = store.create_user(&new_user("alice")).await.unwrap();
     store.create_user(&new_user("bob")).await.unwrap();
 
     store.delete_user("alice").await.unwrap();
@@ -266,9 +297,11 @@ async fn a_deleted_user_is_gone_and_cannot_be_deleted_twice() {
     let twice = store.delete_user("alice").await.unwrap_err();
     assert!(matches!(twice, StoreError::NotFound), "{twice:?}");
 
-    // The name is free again, for a new user with a new id.
+    // The name is free again, for a new user with a new id whose tokens the
+    // old account's tokens do not match.
     let again = store.create_user(&new_user("alice")).await.unwrap();
-    assert_eq!(again.token_version, 0);
+    assert_ne!(again.id, first.id);
+    assert_ne!(again.token_version, first.token_version);
 }
 
 #[tokio::test]

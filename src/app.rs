@@ -1,5 +1,6 @@
 //! The server's shared state, built once at start-up from validated settings.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
@@ -11,9 +12,19 @@ use crate::store::Store;
 use crate::token::{TokenIssuer, TokenVerifier};
 use crate::users::Accounts;
 
-/// Everything a request handler may need. Cloning is cheap.
+/// Everything a request handler may need; its parts are reached through
+/// [`Deref`] (`state.store`, `state.config`, …).
+///
+/// One shared allocation: axum clones the state for every request, and a
+/// clone is a single reference-count increment.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    parts: Arc<AppParts>,
+}
+
+/// The parts of an [`AppState`].
+#[derive(Debug)]
+pub struct AppParts {
     /// The settings the server runs with.
     pub config: Arc<ServerConfig>,
     /// The user database.
@@ -41,7 +52,7 @@ impl AppState {
         let verifier = TokenVerifier::new(keys, &config.issuer, &config.audience, config.leeway);
         let passwords = Passwords::new(&config.passwords, config.hash_workers, config.hash_queue);
         passwords.warm_up();
-        Self {
+        let parts = AppParts {
             auth: Authenticator::with_store_and_max_age(
                 verifier,
                 store.clone(),
@@ -52,7 +63,18 @@ impl AppState {
             store,
             passwords,
             issuer,
+        };
+        Self {
+            parts: Arc::new(parts),
         }
+    }
+}
+
+impl Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.parts
     }
 }
 

@@ -249,18 +249,41 @@ async fn open_store(database: &DatabaseArgs) -> Result<Store, String> {
     Ok(store)
 }
 
-/// A database URL without its password, for messages.
+/// A database URL without its password (in the authority or as a
+/// `password=` parameter), for messages.
 fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(start), Some(at)) if at > start => {
-            let credentials = &url[start + 3..at];
+    let Some(authority_start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[authority_start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| authority_start + i);
+    let mut redacted = url[..authority_start].to_owned();
+    let authority = &url[authority_start..authority_end];
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => {
             match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..start + 3], &url[at..]),
-                None => url.to_owned(),
+                Some((user, _)) => redacted.push_str(&format!("{user}:***")),
+                None => redacted.push_str(credentials),
             }
+            redacted.push('@');
+            redacted.push_str(host);
         }
-        _ => url.to_owned(),
+        None => redacted.push_str(authority),
     }
+    let rest = &url[authority_end..];
+    let Some((path, query)) = rest.split_once('?') else {
+        redacted.push_str(rest);
+        return redacted;
+    };
+    let parameters: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{redacted}{path}?{}", parameters.join("&"))
 }
 
 async fn serve(args: ServerArgs) -> Result<(), String> {
@@ -555,6 +578,20 @@ mod tests {
             "postgres://app:***@db:5432/gh"
         );
         assert_eq!(redact_url("sqlite://gatehouse.db"), "sqlite://gatehouse.db");
+        // An @ further on is not the end of the credentials.
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db/gh?sslrootcert=/etc/a@b.pem"),
+            "postgres://app:***@db/gh?sslrootcert=/etc/a@b.pem"
+        );
+        assert_eq!(
+            redact_url("postgres://app:p@ss@db/gh"),
+            "postgres://app:***@db/gh"
+        );
+        assert_eq!(
+            redact_url("postgres://db/gh?sslmode=require&Password=s3cret&user=app"),
+            "postgres://db/gh?sslmode=require&Password=***&user=app"
+        );
+        assert_eq!(redact_url("postgres://app@db/gh"), "postgres://app@db/gh");
     }
 
     #[test]

@@ -263,7 +263,11 @@ async fn a_database_that_goes_away_yields_503_and_service_resumes_when_it_return
     };
     let store = Store::connect(&url, &options).await.unwrap();
     store.migrate().await.unwrap();
-    let app = serve_app(test_config(url), store, database).await;
+    // Without the authentication cache, so that every /users/me asks the
+    // database (a snapshot younger than a second would answer for it).
+    let mut config = test_config(url);
+    config.auth_cache_ttl = Duration::ZERO;
+    let app = serve_app(config, store, database).await;
     app.create_user("alice").await;
     let token = app.token_for("alice").await;
     assert_eq!(app.get_me(&token).await.status(), 200);
@@ -283,6 +287,93 @@ async fn a_database_that_goes_away_yields_503_and_service_resumes_when_it_return
     await_ready(&app).await;
     assert_eq!(app.get_me(&token).await.status(), 200);
     assert_eq!(app.login("alice", PASSWORD).await.status(), 200);
+}
+
+/// `url` with `parameter` added to its query.
+fn with_parameter(url: &str, parameter: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{parameter}")
+}
+
+/// Whether every connection to `database` uses TLS, and how many there are.
+async fn tls_of_connections(admin_url: &str, database: &str) -> (bool, i64) {
+    let mut admin = PgConnection::connect(admin_url).await.unwrap();
+    sqlx::query_as(
+        "SELECT coalesce(bool_and(s.ssl), false), count(*) FROM pg_stat_ssl s \
+         JOIN pg_stat_activity a USING (pid) WHERE a.datname = $1",
+    )
+    .bind(database)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_url_that_requires_tls_gets_it_and_an_unverifiable_server_is_refused() {
+    let Some(admin_url) = postgres_admin_url() else {
+        eprintln!("skipped: set TEST_DATABASE_URL to run the PostgreSQL tests");
+        return;
+    };
+    let database = TestDatabase::postgres(&admin_url);
+    let name = database.url.rsplit('/').next().unwrap().to_owned();
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    let (tls, certificate): (String, String) =
+        sqlx::query_as("SELECT current_setting('ssl'), current_setting('ssl_cert_file')")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    let required = with_parameter(&database.url, "sslmode=require");
+
+    if tls != "on" {
+        // A server without TLS: asking for it must fail, not fall back.
+        let refused = Store::connect(&required, &ConnectOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
+        return;
+    }
+
+    // Every connection the store opens is encrypted.
+    let store = Store::connect(&required, &ConnectOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.user_by_name("alice").await.unwrap(), None);
+    let (all_tls, connections) = tls_of_connections(&admin_url, &name).await;
+    assert!(connections > 0, "the store holds no connection");
+    assert!(all_tls, "a connection of an sslmode=require store is plain");
+
+    // verify-full checks the certificate: the server's own certificate is
+    // trusted by no public root, so it is refused unless named as the root.
+    let verified = with_parameter(&database.url, "sslmode=verify-full");
+    let refused = Store::connect(&verified, &ConnectOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("certificate"),
+        "not a certificate error: {refused}"
+    );
+    // Named as the root (`sslrootcert`), it verifies: the chain is trusted,
+    // and the name is checked. The machine's server certificate names
+    // `localhost`; were it issued to another name, the refusal must be about
+    // the name, no longer about the issuer.
+    assert!(
+        std::path::Path::new(&certificate).is_file(),
+        "the server's certificate {certificate} is not readable here"
+    );
+    let trusted = with_parameter(
+        &with_authority(&verified, &format!("localhost:{}", port_of(&database.url))),
+        &format!("sslrootcert={certificate}"),
+    );
+    match Store::connect(&trusted, &ConnectOptions::default()).await {
+        Ok(store) => store.ping().await.unwrap(),
+        Err(error) => assert!(error.to_string().contains("not valid for name"), "{error}"),
+    }
+}
+
+fn port_of(url: &str) -> u16 {
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    options.get_port()
 }
 
 #[test]

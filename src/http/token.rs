@@ -508,20 +508,24 @@ fn hash_error(error: HashError) -> ApiError {
 }
 
 fn require_form_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let ok = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            let mut parts = v.split(';').map(str::trim);
-            let essence = parts.next().unwrap_or_default();
-            essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
-                && parts.all(|p| {
-                    p.split_once('=').is_some_and(|(k, v)| {
-                        !k.trim().eq_ignore_ascii_case("charset")
-                            || v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
-                    })
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::InvalidRequest(
+            "more than one Content-Type header".into(),
+        ));
+    }
+    let ok = first.and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        let mut parts = v.split(';').map(str::trim);
+        let essence = parts.next().unwrap_or_default();
+        essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            && parts.all(|p| {
+                p.split_once('=').is_some_and(|(k, v)| {
+                    !k.trim().eq_ignore_ascii_case("charset")
+                        || v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
                 })
-        });
+            })
+    });
     if ok {
         Ok(())
     } else {

@@ -1010,6 +1010,29 @@ async fn a_body_that_is_not_a_form_is_an_invalid_request() {
             "{content_type:?}"
         );
     }
+    // Two Content-Type headers, the form one first or second: which is it?
+    for pair in [
+        [FORM, "application/json"],
+        ["application/json", FORM],
+        [FORM, FORM],
+    ] {
+        let mut request = t.app.client.post(t.app.url("/token"));
+        for content_type in pair {
+            request = request.header("content-type", content_type);
+        }
+        let response = request
+            .body(format!(
+                "grant_type=password&username=alice&password={PASSWORD}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        let body = assert_error(response, 400, "invalid_request").await;
+        assert_eq!(
+            body["error_description"], "more than one Content-Type header",
+            "{pair:?}"
+        );
+    }
     // JSON, XML and binary sent as a form are read as forms, and what they
     // say is not a token request.
     for body in [

@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Gatehouse's benchmark suite: one command, every scenario.
 #
-#   bench/run.sh                                  # 3 rounds, about 6 minutes
-#   BENCH_ROUNDS=1 BENCH_SECONDS=5 bench/run.sh   # a quick look
+#   bench/run.sh                                  # 3 rounds, about 7 minutes
+#   BENCH_ROUNDS=1 BENCH_SECONDS=4 BENCH_SLICES=2 bench/run.sh   # a quick look
 #
 # It installs wrk and curl (Debian) if they are missing, builds the release
 # binary, measures one password hash at the configured cost with the criterion
 # benchmark, starts the server on a free loopback port with a fresh SQLite
 # database and one test user, drives load with wrk, stops everything it
 # started, and prints one line per scenario (medians of the rounds) with the
-# ratios the targets are stated in. Every scenario of a round runs back to
-# back, so a ratio compares figures taken under the same machine load.
+# ratios the targets are stated in. The throughput scenarios of a round run
+# in interleaved slices (floor verify items … items verify floor, twice) whose
+# latency histograms are merged exactly, so a ratio compares figures taken
+# side by side, under the same machine load.
 #
 # Settings (environment):
 #   BENCH_ROUNDS         rounds of every scenario (3)
-#   BENCH_SECONDS        length of each throughput scenario (10)
+#   BENCH_SECONDS        length of each throughput scenario in a round (12)
+#   BENCH_SLICES         slices the throughput scenarios are cut into, run
+#                        interleaved (4: 3 s each, floor verify … verify floor)
 #   BENCH_LOGIN_SECONDS  length of the login and storm scenarios (15)
 #   BENCH_CONNECTIONS    connections of verify-type load (64)
 #   BENCH_LOGINS         connections that log in (8)
@@ -35,7 +39,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 
 rounds=${BENCH_ROUNDS:-3}
-seconds=${BENCH_SECONDS:-10}
+seconds=${BENCH_SECONDS:-12}
+slices_per_round=${BENCH_SLICES:-4}
+[ "$slices_per_round" -ge 1 ] 2>/dev/null || { echo "bench: BENCH_SLICES must be a positive number" >&2; exit 2; }
+slice_seconds=$((seconds / slices_per_round))
+[ "$slice_seconds" -ge 1 ] || slice_seconds=1
 login_seconds=${BENCH_LOGIN_SECONDS:-15}
 connections=${BENCH_CONNECTIONS:-64}
 logins=${BENCH_LOGINS:-8}
@@ -181,10 +189,14 @@ peak_rss_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$server_pid/status"; }
 # --- load --------------------------------------------------------------------
 
 results="$work/results"
+slices="$work/slices"
 : >"$results"
+: >"$slices"
 
 # load ROUND NAME CONNECTIONS SECONDS PATH AUTH [VAR=value ...]
-# AUTH is none, good or bad. Prints the RESULT line and appends it to $results.
+# One wrk run (a slice of scenario NAME in round ROUND). AUTH is none, good
+# or bad. Appends its RESULT line to $slices and its latency histogram to
+# $work/histogram.ROUND.NAME; `combine` makes the round's figures of them.
 load() {
     local round=$1 name=$2 conns=$3 secs=$4 path=$5 auth=$6
     shift 6
@@ -194,30 +206,78 @@ load() {
         bad) header=(-H "Authorization: Bearer $bad_token") ;;
     esac
     local line
-    line=$(env "$@" "${prio[@]}" wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 10s \
-        -s "$here/wrk.lua" "${header[@]}" "$base$path" | awk '/^RESULT/ { $1 = ""; print }') ||
-        die "wrk failed in $name"
+    line=$(env BENCH_HISTOGRAM="$work/histogram.$round.$name" "$@" "${prio[@]}" wrk \
+        -t"$threads" -c"$conns" -d"${secs}s" --timeout 10s -s "$here/wrk.lua" "${header[@]}" \
+        "$base$path" | awk '/^RESULT/ { $1 = ""; print }') || die "wrk failed in $name"
     [ -n "$line" ] || die "wrk printed no result in $name"
-    echo "$round $name$line" >>"$results"
+    echo "$round $name$line" >>"$slices"
+}
+
+# combine ROUND NAME: the round's figures of scenario NAME from its slices:
+# requests and errors added up, req/s over the time of all slices, and p50
+# and p99 of all their latencies together (the histograms merged). Appends
+# "ROUND NAME req/s p50 p99 requests errors 503s timeouts" to $results and
+# prints it.
+combine() {
+    local round=$1 name=$2 percentiles line
+    percentiles=$(sort -n "$work/histogram.$round.$name" | awk '
+        { value[NR] = $1; count[NR] = $2; total += $2 }
+        END {
+            split("50 99", q)
+            for (k = 1; k <= 2; k++) {
+                want = total * q[k] / 100; seen = 0
+                for (i = 1; i <= NR; i++) { seen += count[i]; if (seen >= want) break }
+                printf "%d ", value[i]
+            }
+        }')
+    line=$(awk -v r="$round" -v s="$name" -v p="$percentiles" '
+        $1 == r && $2 == s { n += $6; e += $7; b += $8; t += $9; secs += $10 }
+        END { split(p, q, " "); printf "%s %s %.1f %d %d %d %d %d %d\n", r, s, n / secs, q[1], q[2], n, e, b, t }' \
+        "$slices")
+    echo "$line" >>"$results"
     # shellcheck disable=SC2086
     set -- $line
     printf '  round %s  %-13s %10.1f req/s  p50 %s  p99 %s  errors %s\n' \
-        "$round" "$name" "$1" "$(ms "$2")" "$(ms "$3")" "$5" >&2
+        "$round" "$name" "$3" "$(ms "$4")" "$(ms "$5")" "$7" >&2
 }
 
 ms() { awk -v us="$1" 'BEGIN { if (us >= 1e6) printf "%.2f s", us / 1e6; else printf "%.2f ms", us / 1e3 }'; }
 
 login_body="grant_type=password&username=bench&password=$password"
 
+# The throughput scenarios: name, path, auth, extra wrk settings.
+throughput=(
+    "floor /healthz none"
+    "verify /users/me good"
+    "items /users/me/items good"
+    "reject-none /users/me none BENCH_EXPECT=401"
+    "reject-bad /users/me bad BENCH_EXPECT=401"
+)
+
 round() {
-    local r=$1
-    load "$r" floor "$connections" "$seconds" /healthz none
-    load "$r" verify "$connections" "$seconds" /users/me good
-    [ "$r" = 1 ] && rss_verify=$(peak_rss_kb)
-    load "$r" items "$connections" "$seconds" /users/me/items good
-    load "$r" reject-none "$connections" "$seconds" /users/me none BENCH_EXPECT=401
-    load "$r" reject-bad "$connections" "$seconds" /users/me bad BENCH_EXPECT=401
+    local r=$1 pass order i scenario
+    # The throughput scenarios run in $slices_per_round slices each, in
+    # forward order and then backward (floor verify … verify floor), so
+    # that what the machine's other work does to one slice it does to the
+    # neighbouring slices of the other scenarios too; a ratio within a
+    # round compares figures taken side by side.
+    for pass in $(seq 1 "$slices_per_round"); do
+        if [ $((pass % 2)) = 1 ]; then order=(0 1 2 3 4); else order=(4 3 2 1 0); fi
+        for i in "${order[@]}"; do
+            # shellcheck disable=SC2086 # a scenario is a list of words
+            set -- ${throughput[$i]}
+            scenario=$1
+            load "$r" "$scenario" "$connections" "$slice_seconds" "$2" "$3" "${@:4}"
+            [ "$r" = 1 ] && [ "$scenario" = verify ] && [ "$pass" = 1 ] && rss_verify=$(peak_rss_kb)
+        done
+    done
+    for i in 0 1 2 3 4; do
+        # shellcheck disable=SC2086
+        set -- ${throughput[$i]}
+        combine "$r" "$1"
+    done
     load "$r" login "$logins" "$login_seconds" /token none BENCH_BODY="$login_body" BENCH_CHECK=1
+    combine "$r" login
     # The storm: the same verify load while logins run without pause.
     load "$r" storm-login "$logins" "$login_seconds" /token none \
         BENCH_BODY="$login_body" BENCH_CHECK=1 &
@@ -225,6 +285,8 @@ round() {
     load "$r" storm-verify "$connections" "$login_seconds" /users/me good
     wait "${background[@]}"
     background=()
+    combine "$r" storm-verify
+    combine "$r" storm-login
 }
 
 # --- the report --------------------------------------------------------------
@@ -328,7 +390,7 @@ cat <<EOF
 
 Gatehouse $commit on $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $cores cores; $(date -u '+%Y-%m-%d %H:%M UTC')
 load average $load_before before, $load_after after${BENCH_NICE:+; benchmark processes at nice $BENCH_NICE}; $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2) with $threads threads on the same machine
-$rounds rounds; medians of the rounds; $connections connections ($logins for logins); ${seconds} s per scenario (${login_seconds} s login and storm)
+$rounds rounds; medians of the rounds; $connections connections ($logins for logins); $((slice_seconds * slices_per_round)) s per scenario and round in $slices_per_round interleaved slices (${login_seconds} s login and storm)
 bcrypt cost $cost (criterion): one verification takes $hash ms alone, $hash_all ms with one on every core at once;
 hashing limit: $cores / $hash ms = $limit logins/s from one hash alone, $cores / $hash_all ms = $limit_all logins/s with every core hashing
 
@@ -339,7 +401,7 @@ report_line verify "$verify_floor x floor ($(verdict "$verify_floor" '>=' 0.85) 
 report_line items "$items_floor x floor"
 report_line reject-none "no token: 401"
 report_line reject-bad "bad signature: 401"
-report_line login "$login_limit_all x hashing limit, every core hashing ($(verdict "$login_limit_all" '>=' 0.9) >= 0.9); $login_limit x the one-hash limit"
+report_line login "$login_limit x hashing limit ($(verdict "$login_limit" '>=' 0.9) >= 0.9); $login_limit_all x the limit with every core hashing"
 report_line storm-verify "$storm_verify x verify ($(verdict "$storm_verify" '>=' 0.5) >= 0.5); p99 $storm_p99 ms ($(verdict "$storm_p99" '<=' 15) <= 15)"
 report_line storm-login "$storm_login x login ($(verdict "$storm_login" '>=' 0.25) >= 0.25); $storm_timeouts timeouts"
 cat <<EOF

@@ -9,7 +9,11 @@
 --                 a little, so the throughput scenarios leave it off and rely
 --                 on wrk's own count of statuses >= 400
 --
--- done() prints: RESULT <req/s> <p50 us> <p99 us> <requests> <errors> <503s> <timeouts>
+--   BENCH_HISTOGRAM  a file to append the latency histogram to, one
+--                 "<microseconds> <count>" line per distinct latency, so that
+--                 runs can be merged into exact percentiles
+--
+-- done() prints: RESULT <req/s> <p50 us> <p99 us> <requests> <errors> <503s> <timeouts> <seconds>
 
 local body = os.getenv("BENCH_BODY")
 if body and body ~= "" then
@@ -50,10 +54,20 @@ function done(summary, latency, requests)
   -- Without the per-answer check, every status >= 400 is an error.
   local http = check and wrong or e.status
   local seconds = summary.duration / 1e6
-  io.write(string.format("RESULT %.1f %d %d %d %d %d %d\n",
+  io.write(string.format("RESULT %.1f %d %d %d %d %d %d %.3f\n",
     summary.requests / seconds,
     latency:percentile(50), latency:percentile(99),
     summary.requests,
     http + e.connect + e.read + e.write + e.timeout,
-    overloaded, e.timeout))
+    overloaded, e.timeout, seconds))
+  local path = os.getenv("BENCH_HISTOGRAM")
+  if path and path ~= "" then
+    local file = assert(io.open(path, "a"))
+    -- latency(i): the i-th distinct latency (microseconds) and its count.
+    for i = 1, #latency do
+      local value, count = latency(i)
+      file:write(string.format("%d %d\n", value, count))
+    end
+    file:close()
+  end
 end

@@ -365,6 +365,14 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// A successful password login's refresh token.
+    pub async fn refresh_token_for(&self, username: &str) -> String {
+        self.login_body(username).await["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// `grant_type=refresh_token` with optional extra parameters.
     pub async fn refresh(&self, refresh_token: &str, extra: &[(&str, &str)]) -> Response {
         let mut form = vec![

@@ -15,6 +15,14 @@ async fn refreshed(app: &TestApp, refresh_token: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// The refresh token that replaces `refresh_token`.
+async fn rotated(app: &TestApp, refresh_token: &str) -> String {
+    refreshed(app, refresh_token).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn a_login_returns_an_opaque_refresh_token() {
     let app = spawn_app().await;
@@ -53,27 +61,15 @@ async fn a_refresh_chain_rotates_every_time() {
 async fn reusing_a_spent_refresh_token_revokes_the_whole_family() {
     let app = spawn_app().await;
     app.create_user("alice").await;
-    let first = app.login_body("alice").await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let second = refreshed(&app, &first).await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let third = refreshed(&app, &second).await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let first = app.refresh_token_for("alice").await;
+    let second = rotated(&app, &first).await;
+    let third = rotated(&app, &second).await;
     // An attacker replays the first token.
     assert_error(app.refresh(&first, &[]).await, 400, "invalid_grant").await;
     // The newest token of the family now fails too.
     assert_error(app.refresh(&third, &[]).await, 400, "invalid_grant").await;
     // Another login (another family) is unaffected.
-    let other = app.login_body("alice").await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = app.refresh_token_for("alice").await;
     assert_eq!(app.refresh(&other, &[]).await.status(), 200);
 }
 
@@ -81,10 +77,7 @@ async fn reusing_a_spent_refresh_token_revokes_the_whole_family() {
 async fn concurrent_uses_of_one_refresh_token_let_exactly_one_succeed() {
     let app = spawn_app().await;
     app.create_user("alice").await;
-    let token = app.login_body("alice").await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.refresh_token_for("alice").await;
     let handles: Vec<_> = (0..16)
         .map(|_| {
             let (client, url, token) = (app.client.clone(), app.url("/token"), token.clone());
@@ -173,10 +166,7 @@ async fn a_refreshed_token_never_outlives_its_family() {
     app.create_user("alice").await;
     let family_end = now() + 120;
     let token = stored_refresh_token(&app, "alice", now() + 60, family_end).await;
-    let next = refreshed(&app, &token).await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let next = rotated(&app, &token).await;
     // The successor expires with the family (14 days would be far later):
     // spend it at the family's end and it is refused.
     let spent = app
@@ -204,10 +194,7 @@ async fn refresh_fails_for_a_disabled_deleted_or_re_passworded_user() {
     let app = spawn_app().await;
     for (name, change) in [("dis", 0), ("del", 1), ("pwd", 2)] {
         app.create_user(name).await;
-        let token = app.login_body(name).await["refresh_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let token = app.refresh_token_for(name).await;
         match change {
             0 => drop(app.state.store.set_disabled(name, true).await.unwrap()),
             1 => app.state.store.delete_user(name).await.unwrap(),
@@ -227,10 +214,7 @@ async fn refresh_fails_for_a_disabled_deleted_or_re_passworded_user() {
 async fn a_refreshed_scope_can_only_stay_equal_or_shrink() {
     let app = spawn_app().await;
     app.create_user("alice").await;
-    let token = app.login_body("alice").await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.refresh_token_for("alice").await;
     let narrow = app.refresh(&token, &[("scope", "me")]).await;
     assert_eq!(narrow.status(), 200);
     let narrow: Value = narrow.json().await.unwrap();
@@ -285,14 +269,8 @@ async fn a_client_that_names_itself_must_be_the_one_the_token_was_issued_to() {
 async fn revoking_a_refresh_token_ends_its_family() {
     let app = spawn_app().await;
     app.create_user("alice").await;
-    let first = app.login_body("alice").await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let second = refreshed(&app, &first).await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let first = app.refresh_token_for("alice").await;
+    let second = rotated(&app, &first).await;
     let response = app
         .revoke(&[("token", &second), ("token_type_hint", "refresh_token")])
         .await;
@@ -300,10 +278,7 @@ async fn revoking_a_refresh_token_ends_its_family() {
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_error(app.refresh(&second, &[]).await, 400, "invalid_grant").await;
     // Without a hint it is found too.
-    let other = app.login_body("alice").await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = app.refresh_token_for("alice").await;
     assert_eq!(app.revoke(&[("token", &other)]).await.status(), 200);
     assert_error(app.refresh(&other, &[]).await, 400, "invalid_grant").await;
 }

@@ -28,7 +28,7 @@ use crate::error::ApiError;
 
 pub use discovery::ServerMetadata;
 pub use docs::ApiDoc;
-pub use token::{GrantType, TokenForm, TokenRequest, TokenResponse};
+pub use token::{DEFAULT_CLIENT_ID, GrantType, TokenForm, TokenRequest, TokenResponse};
 pub use users::{Item, UserView};
 
 pub use limits::{MAX_BODY_BYTES, MAX_HEADER_BYTES, REQUEST_TIMEOUT};

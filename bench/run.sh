@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Gatehouse's benchmark suite: one command, every scenario.
 #
-#   bench/run.sh                                  # 3 rounds, about 7 minutes
+#   bench/run.sh                                  # 3 rounds, about 9 minutes
 #   BENCH_ROUNDS=1 BENCH_SECONDS=4 BENCH_SLICES=2 bench/run.sh   # a quick look
 #
 # It installs wrk and curl (Debian) if they are missing, builds the release

@@ -246,9 +246,8 @@ impl Users {
                 user
             }
         };
-        let user = user.ok_or(invalid_token(TokenError::Revoked(
-            "the user no longer exists",
-        )))?;
+        let user =
+            user.ok_or_else(|| invalid_token(TokenError::Revoked("the user no longer exists")))?;
         if user.disabled {
             return Err(invalid_token(TokenError::Revoked("the user is disabled")));
         }

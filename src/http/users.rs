@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -12,9 +11,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::auth::{Scoped, store_unavailable};
+use crate::auth::Scoped;
 use crate::error::{ApiError, BearerErrorBody, ErrorBody};
-use crate::store::Store;
 use crate::users::User;
 
 crate::require_scopes!(
@@ -113,19 +111,15 @@ impl From<&User> for UserView {
         (status = 503, description = "The user database is unavailable", body = ErrorBody),
     )
 )]
-async fn read_users_me(
-    State(store): State<Store>,
-    Scoped(user, ..): Scoped<ReadMe>,
-) -> Result<Response, ApiError> {
-    if let Some(account) = user.account() {
-        return Ok(Json(UserViewOf::from(account)).into_response());
-    }
-    let account = store
-        .user_by_name(user.username())
-        .await
-        .map_err(store_unavailable)?
-        .ok_or_else(|| ApiError::InvalidToken("the user no longer exists".into()))?;
-    Ok(Json(UserViewOf::from(&account)).into_response())
+async fn read_users_me(Scoped(user, ..): Scoped<ReadMe>) -> Result<Response, ApiError> {
+    // The server's authenticator is built over the store (`AppState::new`),
+    // so every token it accepts comes with the account it read.
+    let account = user.account().ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!(
+            "the authenticator was built without the user store"
+        ))
+    })?;
+    Ok(Json(UserViewOf::from(account)).into_response())
 }
 
 /// The signed-in user's items.

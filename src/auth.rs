@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::cache::AuthCache;
 use crate::error::ApiError;
@@ -349,13 +349,12 @@ pub(crate) fn store_unavailable(error: StoreError) -> ApiError {
 /// all, [`ApiError::InvalidToken`] when it is malformed.
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let malformed = |why: &str| ApiError::InvalidToken(why.to_owned());
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
+    let Some(value) = single_header(headers, &header::AUTHORIZATION, || {
+        malformed("more than one Authorization header")
+    })?
+    else {
         return Err(ApiError::MissingCredentials);
     };
-    if values.next().is_some() {
-        return Err(malformed("more than one Authorization header"));
-    }
     if value.len() > MAX_TOKEN_BYTES + "Bearer ".len() {
         return Err(malformed("the token is too long"));
     }
@@ -381,6 +380,25 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         return Err(malformed("the Authorization header is malformed"));
     }
     Ok(token)
+}
+
+/// The value of a header that may come at most once; `None` when absent.
+///
+/// # Errors
+/// `more_than_once` when the header came twice or more: which value the
+/// sender meant cannot be known, and reading only the first would let a
+/// second one ride along unchecked.
+pub(crate) fn single_header<'a, E>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+    more_than_once: impl FnOnce() -> E,
+) -> Result<Option<&'a HeaderValue>, E> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    match values.next() {
+        Some(_) => Err(more_than_once()),
+        None => Ok(first),
+    }
 }
 
 /// The token of the usual `Bearer <token68>` header in one pass over its

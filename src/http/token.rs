@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::auth::store_unavailable;
+use crate::auth::{single_header, store_unavailable};
 use crate::error::{ApiError, ErrorBody};
 use crate::form::Form;
 use crate::password::{HashError, MAX_PASSWORD_BYTES};
@@ -508,14 +508,10 @@ fn hash_error(error: HashError) -> ApiError {
 }
 
 fn require_form_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(ApiError::InvalidRequest(
-            "more than one Content-Type header".into(),
-        ));
-    }
-    let ok = first.and_then(|v| v.to_str().ok()).is_some_and(|v| {
+    let value = single_header(headers, &header::CONTENT_TYPE, || {
+        ApiError::InvalidRequest("more than one Content-Type header".into())
+    })?;
+    let ok = value.and_then(|v| v.to_str().ok()).is_some_and(|v| {
         let mut parts = v.split(';').map(str::trim);
         let essence = parts.next().unwrap_or_default();
         essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
@@ -567,17 +563,12 @@ fn authenticate_client(headers: &HeaderMap, form: &Form) -> Result<String, ApiEr
 /// `Basic` credentials from `Authorization`, form-urldecoded (RFC 6749 §2.3.1);
 /// `None` when the header is absent. Bearer or other schemes are refused.
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiError> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
+    let Some(value) = single_header(headers, &header::AUTHORIZATION, || {
+        ApiError::InvalidRequest("more than one Authorization header".into())
+    })?
+    else {
         return Ok(None);
     };
-    if values.next().is_some() {
-        // Which client is it? Reading only the first would let a second,
-        // ignored header ride along unchecked.
-        return Err(ApiError::InvalidRequest(
-            "more than one Authorization header".into(),
-        ));
-    }
     let malformed = || ApiError::InvalidClient("malformed client credentials".into());
     let value = value.to_str().map_err(|_| malformed())?;
     let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;

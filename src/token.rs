@@ -126,13 +126,12 @@ pub enum TokenError {
     Revoked(&'static str),
 }
 
-/// Signs access tokens. Cloning is cheap (the server's state, which holds
-/// one, is cloned for every request).
+/// Signs access tokens.
 #[derive(Debug, Clone)]
 pub struct TokenIssuer {
     keys: Arc<KeySet>,
-    issuer: Arc<str>,
-    audience: Arc<str>,
+    issuer: String,
+    audience: String,
     ttl_seconds: u64,
 }
 
@@ -141,8 +140,8 @@ impl TokenIssuer {
     pub fn new(keys: Arc<KeySet>, issuer: &str, audience: &str, ttl: std::time::Duration) -> Self {
         Self {
             keys,
-            issuer: issuer.into(),
-            audience: audience.into(),
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
             ttl_seconds: ttl.as_secs(),
         }
     }
@@ -159,9 +158,9 @@ impl TokenIssuer {
     pub fn issue(&self, grant: &Grant<'_>, now: i64) -> Result<IssuedToken, anyhow::Error> {
         let ttl = i64::try_from(self.ttl_seconds).unwrap_or(i64::MAX);
         let claims = AccessClaims {
-            iss: self.issuer.to_string(),
+            iss: self.issuer.clone(),
             sub: grant.subject.to_owned(),
-            aud: self.audience.to_string(),
+            aud: self.audience.clone(),
             exp: now.saturating_add(ttl),
             iat: now,
             nbf: None,

@@ -42,14 +42,8 @@ struct Inner {
     verifier: TokenVerifier,
     /// Verified tokens, and what was last read of users and revocations.
     cache: Arc<AuthCache>,
-    users: Option<Users>,
-}
-
-/// The user database, with the cache of what was read of it.
-#[derive(Debug)]
-struct Users {
-    store: Store,
-    cache: Arc<AuthCache>,
+    /// The user database, when the token's user must still be allowed in.
+    users: Option<Store>,
 }
 
 /// The authenticated caller of a protected route.
@@ -152,8 +146,8 @@ impl Authenticator {
         Self {
             inner: Arc::new(Inner {
                 verifier,
-                cache: cache.clone(),
-                users: Some(Users { store, cache }),
+                cache,
+                users: Some(store),
             }),
         }
     }
@@ -194,7 +188,11 @@ impl Authenticator {
         let claims = self.verified_claims(token, now, clock).await?;
         let account = match &self.inner.users {
             None => None,
-            Some(users) => Some(users.current_account(&claims, now, clock).await?),
+            Some(store) => Some(
+                self.inner
+                    .current_account(store, &claims, now, clock)
+                    .await?,
+            ),
         };
         Ok(AuthUser { claims, account })
     }
@@ -223,10 +221,11 @@ impl Authenticator {
     }
 }
 
-impl Users {
+impl Inner {
     /// The user behind `claims`, if they may still use it.
     async fn current_account(
         &self,
+        store: &Store,
         claims: &AccessClaims,
         now: i64,
         clock: Instant,
@@ -235,8 +234,7 @@ impl Users {
             Some(user) => user,
             None => {
                 let ticket = self.cache.ticket();
-                let user = self
-                    .store
+                let user = store
                     .user_by_name(&claims.sub)
                     .await
                     .map_err(store_unavailable)?
@@ -251,7 +249,7 @@ impl Users {
         if user.disabled {
             return Err(invalid_token(TokenError::Revoked("the user is disabled")));
         }
-        if claims.ver != Some(user.token_version) || self.is_revoked(claims, clock).await? {
+        if claims.ver != Some(user.token_version) || self.is_revoked(store, claims, clock).await? {
             return Err(invalid_token(TokenError::Revoked(
                 "the token has been revoked",
             )));
@@ -260,12 +258,16 @@ impl Users {
     }
 
     /// Whether the token was revoked by itself (`POST /revoke`).
-    async fn is_revoked(&self, claims: &AccessClaims, clock: Instant) -> Result<bool, ApiError> {
+    async fn is_revoked(
+        &self,
+        store: &Store,
+        claims: &AccessClaims,
+        clock: Instant,
+    ) -> Result<bool, ApiError> {
         if let Some(revoked) = self.cache.token_revoked(&claims.jti, clock) {
             return Ok(revoked);
         }
-        let revoked = self
-            .store
+        let revoked = store
             .is_access_token_revoked(&claims.jti)
             .await
             .map_err(store_unavailable)?;

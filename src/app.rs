@@ -26,7 +26,7 @@ pub struct AppState {
 #[derive(Debug)]
 pub struct AppParts {
     /// The settings the server runs with.
-    pub config: Arc<ServerConfig>,
+    pub config: ServerConfig,
     /// The user database.
     pub store: Store,
     /// Password hashing.
@@ -59,7 +59,7 @@ impl AppState {
                 config.auth_cache_ttl,
             ),
             accounts: Accounts::new(store.clone(), passwords.clone()),
-            config: Arc::new(config),
+            config,
             store,
             passwords,
             issuer,
@@ -99,11 +99,5 @@ impl AppState {
 impl FromRef<AppState> for Authenticator {
     fn from_ref(state: &AppState) -> Self {
         state.auth.clone()
-    }
-}
-
-impl FromRef<AppState> for Store {
-    fn from_ref(state: &AppState) -> Self {
-        state.store.clone()
     }
 }
